@@ -1,0 +1,186 @@
+"""`scenesqueezer` command line: one sub-command per pipeline stage.
+
+    scenesqueezer generate-scene OUT_DIR [--preset NAME] [--seed N] [--frames N]
+    scenesqueezer build-map DATASET_DIR MAP_PATH [--features NAME] [--split mapping]
+    scenesqueezer localize MAP_PATH DATASET_DIR --output RESULTS.json [--split query] [--top-k K]
+    scenesqueezer evaluate RESULTS.json DATASET_DIR --output METRICS.json
+    scenesqueezer compress MAP_PATH OUT.sqz [--ratio 0.015] [--method qp]
+    scenesqueezer train-quantizer ...
+    scenesqueezer demo [--workdir DIR]
+
+Every user-facing failure prints one line naming the cause and the fix and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _quiet_native_logs() -> None:
+    # pycolmap logs every triangulation step through glog; users want our summary, not that.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import pycolmap
+
+        pycolmap.logging.minloglevel = 2
+    except (ImportError, AttributeError):
+        pass
+
+
+def _cmd_generate_scene(args: argparse.Namespace) -> int:
+    from .synthetic import generate_scene
+
+    out = generate_scene(args.out_dir, preset=args.preset, seed=args.seed, num_frames=args.frames,
+                         width=args.width, height=args.height)
+    print(f"wrote synthetic scene to {out}")
+    return 0
+
+
+def _cmd_build_map(args: argparse.Namespace) -> int:
+    from .mapping import SceneMap, build_map
+
+    path = build_map(args.dataset, args.map_path, features=args.features, split=args.split, device=args.device)
+    scene_map = SceneMap.load(path)
+    info = scene_map.info
+    print(f"map {path}: {scene_map.num_frames} frames, {scene_map.num_points} points, "
+          f"{info.get('num_verified_pairs')} verified pairs of {info.get('num_pairs')}, "
+          f"{path.stat().st_size / 1e6:.2f} MB; timings {json.dumps({k: round(v, 2) for k, v in info['timings'].items()})}")
+    return 0
+
+
+def _localizer_conf(args: argparse.Namespace) -> dict:
+    conf = {}
+    if args.top_k is not None:
+        conf["top_k"] = args.top_k
+    if args.min_inliers is not None:
+        conf["min_inliers"] = args.min_inliers
+    return conf
+
+
+def _cmd_localize(args: argparse.Namespace) -> int:
+    from .localize import localize_dataset
+
+    results = localize_dataset(args.map_path, args.dataset, args.output, split=args.split,
+                               conf=_localizer_conf(args), device=args.device)
+    ok = sum(r.success for r in results.values())
+    print(f"localized {ok} / {len(results)} queries; results in {args.output}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_text
+    from .evaluate import evaluate_results, format_metrics_table
+
+    metrics = evaluate_results(args.results, args.dataset, split=args.split)
+    if args.output:
+        atomic_write_text(args.output, json.dumps(metrics, indent=1) + "\n")
+    print(format_metrics_table(metrics, title=f"evaluation of {args.results}"))
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from .compression.compress import compress_map_cli
+
+    return compress_map_cli(args)
+
+
+def _cmd_train_quantizer(args: argparse.Namespace) -> int:
+    from .compression.train_quantizer import train_quantizer_cli
+
+    return train_quantizer_cli(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.workdir), features=args.features, frames=args.frames, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scenesqueezer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate-scene", help="render a synthetic scene with ground-truth poses")
+    p.add_argument("out_dir")
+    p.add_argument("--preset", default="street", help="street | courtyard")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=200, help="number of mapping frames")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.set_defaults(func=_cmd_generate_scene)
+
+    p = sub.add_parser("build-map", help="features + triangulation from known poses -> SceneMap")
+    p.add_argument("dataset", help="dataset folder (images/, sparse/, splits.json)")
+    p.add_argument("map_path")
+    p.add_argument("--features", default="xfeat", help="feature setup: xfeat | xfeat-lighterglue | aliked | sift")
+    p.add_argument("--split", default="mapping")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_build_map)
+
+    p = sub.add_parser("localize", help="localize a dataset split against a map (.ssmap or .sqz)")
+    p.add_argument("map_path")
+    p.add_argument("dataset")
+    p.add_argument("--output", required=True, help="RESULTS.json")
+    p.add_argument("--split", default="query")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--min-inliers", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_localize)
+
+    p = sub.add_parser("evaluate", help="recall / median errors of RESULTS.json against ground truth")
+    p.add_argument("results")
+    p.add_argument("dataset")
+    p.add_argument("--output", help="METRICS.json")
+    p.add_argument("--split", default=None, help="evaluate this split (default: every image in RESULTS.json)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compress", help="compress a SceneMap into a CompressedMap (.sqz)")
+    p.add_argument("map_path")
+    p.add_argument("output")
+    p.add_argument("--ratio", type=float, default=0.015, help="fraction of each cluster's points to keep")
+    p.add_argument("--method", default="qp", help="qp | random | kc | kcp")
+    p.add_argument("--workers", type=int, default=None, help="process-pool size (default: CPU count)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser("train-quantizer", help="train DSQ descriptor quantizers on a dataset")
+    p.add_argument("--features", default="xfeat")
+    p.add_argument("--data", required=True, action="append", help="dataset folder (repeatable)")
+    p.add_argument("--output", required=True, help="output .safetensors")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_quantizer)
+
+    p = sub.add_parser("demo", help="generate the default scene, build a map, localize, evaluate")
+    p.add_argument("--workdir", default="outputs/demo")
+    p.add_argument("--features", default="xfeat")
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import SceneSqueezerError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_native_logs()
+    try:
+        return int(args.func(args) or 0)
+    except SceneSqueezerError as exc:
+        print(f"scenesqueezer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scenesqueezer {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

