@@ -31,7 +31,7 @@ def _find_model_dir(root: Path) -> Path | None:
     return None
 
 
-def load_dataset(root: str | os.PathLike, check_images: bool = True) -> Dataset:
+def load_dataset(root: str | os.PathLike, check_images: bool = True, model_dir: Path | None = None) -> Dataset:
     """Load a dataset folder into typed frames and splits.
 
     Raises DatasetError with the cause and the fix for a missing model, missing images, or splits
@@ -43,7 +43,7 @@ def load_dataset(root: str | os.PathLike, check_images: bool = True) -> Dataset:
     image_dir = root / "images"
     if not image_dir.is_dir():
         raise DatasetError(f"{root} has no images/ folder; a dataset holds images/, sparse/, splits.json")
-    model_dir = _find_model_dir(root)
+    model_dir = model_dir or _find_model_dir(root)
     if model_dir is None:
         raise DatasetError(
             f"{root} has no COLMAP model (sparse/images.txt or sparse/images.bin). Datasets without "

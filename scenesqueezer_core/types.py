@@ -119,10 +119,10 @@ class Camera:
         points_cam = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
         if len(points_cam) == 0:
             return np.zeros((0, 2))
-        normalized = points_cam[:, :2] / points_cam[:, 2:3]
         if not self.has_distortion:
+            normalized = points_cam[:, :2] / points_cam[:, 2:3]
             return normalized @ self.K[:2, :2].T + self.K[:2, 2]
-        return np.asarray(self.to_pycolmap().img_from_cam(normalized))
+        return np.asarray(self.to_pycolmap().img_from_cam(np.ascontiguousarray(points_cam), check_cheirality=False))
 
 
 @dataclass(frozen=True)

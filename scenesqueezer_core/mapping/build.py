@@ -147,7 +147,8 @@ def build_map(dataset_dir: str | os.PathLike, map_path: str | os.PathLike, featu
     if dataset_dir.is_dir() and _find_model_dir(dataset_dir) is None and (dataset_dir / "images").is_dir():
         from .sfm import dataset_with_sfm_poses
 
-        dataset = dataset_with_sfm_poses(dataset_dir)
+        map_path = Path(map_path)
+        dataset = dataset_with_sfm_poses(dataset_dir, map_path.parent / f"{map_path.stem}_sfm")
     else:
         dataset = load_dataset(dataset_dir)
     frames = dataset.split(split)

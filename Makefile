@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` (main job on the built-in scene) and `make test`.
+# Both set up the project venv first (idempotent; see scripts/setup_env.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export GLOG_minloglevel ?= 2
+
+.PHONY: setup demo test test-all bench clean
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	$(PY) -m scenesqueezer_core.cli demo --workdir outputs/demo
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider test
+
+test-all: setup
+	$(PY) -m pytest -q -p no:cacheprovider test
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf outputs build install log
