@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=0.015, help="fraction of each cluster's points to keep")
     p.add_argument("--method", default="qp", help="qp | random | kc | kcp")
     p.add_argument("--workers", type=int, default=None, help="process-pool size (default: CPU count)")
+    p.add_argument("--executor", default="process", help="serial | process | ray (optional extra)")
+    p.add_argument("--address", default=None, help="Ray cluster address with --executor ray")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compress)
 

@@ -23,7 +23,7 @@ class VladModel:
 
     @property
     def dim(self) -> int:
-        return int(self.pca_projection.shape[1])
+        return int(self.pca_projection.shape[1]) if self.pca_projection.size else int(self.centroids.size)
 
     def to_arrays(self, prefix: str = "vlad_") -> dict[str, np.ndarray]:
         return {f"{prefix}centroids": self.centroids, f"{prefix}pca_mean": self.pca_mean,
@@ -52,6 +52,8 @@ class VladModel:
 
     def describe(self, descriptors: np.ndarray) -> np.ndarray:
         """(N, D) local descriptors -> (G,) L2-normalised global descriptor."""
+        if self.pca_projection.size == 0:  # no whitening: the raw VLAD is the descriptor
+            return self.raw_vlad(descriptors).astype(np.float32)
         g = (self.raw_vlad(descriptors) - self.pca_mean) @ self.pca_projection
         return (g / max(float(np.linalg.norm(g)), 1e-12)).astype(np.float32)
 

@@ -1,0 +1,150 @@
+"""CompressedMap (.sqz): per co-visible cluster a 1024-byte global code, the representative frame's
+intrinsics and pose, and the kept points' positions and uint8 descriptor codes (seed section C).
+
+The file is self-contained except for the shipped decoders, which it names by feature type and
+content hash: loading refuses a map whose decoders differ from the installed ones.
+Decoded descriptors are computed once at load and cached (the localizer never decodes per query).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MapFileError
+from ..features.base import Features
+from ..mapfile import read_map_file, require_arrays, write_map_file
+from ..retrieval import VladModel
+from ..types import Camera, Pose
+from .global_model import load_global_model
+from .quantizer import load_descriptor_quantizer
+
+COMPRESSED_MAP_KIND = "compressed_map"
+ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_codes", "cluster_point_offsets",
+               "cluster_point_ids", "points_xyz", "points_codes", "points_color"]
+
+
+@dataclass
+class CompressedMap:
+    """C clusters, P kept points (a point may belong to several clusters)."""
+
+    feature_setup: str
+    cameras: list[Camera]  # C representative-frame cameras
+    cluster_rotations: np.ndarray  # (C, 3, 3) float64 cam_from_world of the representative frame
+    cluster_translations: np.ndarray  # (C, 3) float64
+    cluster_global_codes: np.ndarray  # (C, 1024) uint8 quantized global descriptor
+    cluster_point_offsets: np.ndarray  # (C + 1,) int64
+    cluster_point_ids: np.ndarray  # (S,) int32 kept points of each cluster
+    points_xyz: np.ndarray  # (P, 3) float32
+    points_codes: np.ndarray  # (P, B) uint8 quantized descriptors
+    points_color: np.ndarray  # (P, 3) uint8
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    # filled at load: decoded arrays and the models
+    descriptors: np.ndarray | None = None  # (P, D) float32
+    global_descriptors: np.ndarray | None = None  # (C, G) float32
+    vlad: VladModel | None = None
+
+    @property
+    def num_clusters(self) -> int:
+        return len(self.cameras)
+
+    @property
+    def candidate_ids(self) -> np.ndarray:
+        return np.arange(self.num_clusters, dtype=np.int64)
+
+    @property
+    def file_bytes(self) -> int:
+        return self.path.stat().st_size if self.path else 0
+
+    def cluster_points(self, cluster: int) -> np.ndarray:
+        return np.asarray(self.cluster_point_ids[self.cluster_point_offsets[cluster]:self.cluster_point_offsets[cluster + 1]],
+                          dtype=np.int64)
+
+    def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
+        """Kept points of a cluster projected into its representative frame (keypoint positions for
+        learned matchers); points behind that frame are dropped."""
+        ids = self.cluster_points(index)
+        camera = self.cameras[index]
+        pose = Pose(self.cluster_rotations[index], self.cluster_translations[index])
+        cam_pts = pose.transform(self.points_xyz[ids])
+        front = cam_pts[:, 2] > 1e-3
+        ids, cam_pts = ids[front], cam_pts[front]
+        keypoints = camera.project(cam_pts).astype(np.float32)
+        feats = Features(keypoints, np.ones(len(ids), np.float32), self.descriptors[ids], (camera.width, camera.height))
+        return feats, ids
+
+    # ---------------------------------------------------------------- file I/O
+    def save(self, path: str | os.PathLike) -> Path:
+        meta = {
+            "feature_setup": self.feature_setup,
+            "cameras": [{"model": c.model, "width": c.width, "height": c.height, "params": c.params.tolist()}
+                        for c in self.cameras],
+            "info": self.info,
+        }
+        arrays = {name: getattr(self, name) for name in ARRAY_NAMES}
+        self.path = write_map_file(path, COMPRESSED_MAP_KIND, meta, arrays)
+        return self.path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, verify: bool = True) -> CompressedMap:
+        container = read_map_file(path, expected_kind=COMPRESSED_MAP_KIND, verify=verify)
+        require_arrays(container, ARRAY_NAMES)
+        meta = container.meta
+        try:
+            cameras = [Camera(c["model"], int(c["width"]), int(c["height"]), np.asarray(c["params"]))
+                       for c in meta["cameras"]]
+            feature_setup = str(meta["feature_setup"])
+            info = dict(meta.get("info", {}))
+            models = info["models"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
+        cmap = cls(feature_setup=feature_setup, cameras=cameras, info=info, path=Path(path),
+                   **{k: container.arrays[k] for k in ARRAY_NAMES})
+        cmap.validate()
+        cmap._decode(models)
+        return cmap
+
+    def _decode(self, models: dict[str, Any]) -> None:
+        descriptor_model = load_descriptor_quantizer(models["descriptor_features"])
+        if descriptor_model.content_hash != models["descriptor_hash"]:
+            raise MapFileError(
+                f"compressed map {self.path} was made with descriptor quantizer {models['descriptor_hash'][:12]}, "
+                f"the installed one is {descriptor_model.content_hash[:12]}; recompress the map with this version"
+            )
+        vlad, global_model = load_global_model(models["global_features"])
+        if global_model.content_hash != models["global_hash"]:
+            raise MapFileError(
+                f"compressed map {self.path} was made with global quantizer {models['global_hash'][:12]}, "
+                f"the installed one is {global_model.content_hash[:12]}; recompress the map with this version"
+            )
+        if self.points_codes.shape[1] != descriptor_model.code_dim:
+            raise MapFileError(f"compressed map {self.path}: descriptor codes have {self.points_codes.shape[1]} bytes, "
+                               f"the quantizer expects {descriptor_model.code_dim}; recompress the map")
+        self.descriptors = descriptor_model.decode(np.asarray(self.points_codes))
+        self.global_descriptors = global_model.decode(np.asarray(self.cluster_global_codes))
+        self.vlad = vlad
+
+    def validate(self) -> None:
+        c, p = self.num_clusters, len(self.points_xyz)
+        problems = []
+        if self.cluster_rotations.shape != (c, 3, 3) or self.cluster_translations.shape != (c, 3):
+            problems.append("cluster pose arrays disagree with the cameras")
+        if self.cluster_global_codes.shape[0] != c or self.cluster_global_codes.dtype != np.uint8:
+            problems.append("one uint8 global code per cluster is required")
+        if self.cluster_point_offsets.shape != (c + 1,) or int(self.cluster_point_offsets[-1]) != len(self.cluster_point_ids):
+            problems.append("cluster point offsets do not match the point ids")
+        elif np.any(np.diff(self.cluster_point_offsets) < 0):
+            problems.append("cluster point offsets decrease")
+        if len(self.cluster_point_ids) and (self.cluster_point_ids.min() < 0 or self.cluster_point_ids.max() >= p):
+            problems.append("a cluster names a point that does not exist")
+        if self.points_codes.shape[0] != p or self.points_color.shape != (p, 3):
+            problems.append("point arrays disagree in length")
+        if p and not np.all(np.isfinite(self.points_xyz)):
+            problems.append("point positions are not finite")
+        if problems:
+            raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")
