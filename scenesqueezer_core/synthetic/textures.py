@@ -185,7 +185,7 @@ def _wall_material(rng: np.random.Generator, height: int, width: int, ppm: float
     elif kind == "plaster":
         src = lib["gravel"] if rng.random() < 0.5 else lib["grass"]
         g = _tiled(src, rng.uniform(0.8, 2.0) * ppm, height, width, offset)
-        g = 0.5 + (g - g.mean()) * rng.uniform(0.3, 0.7)
+        g = 0.5 + (g - g.mean()) * rng.uniform(0.8, 1.4)
     elif kind == "stone":
         g = _tiled(lib["gravel"], rng.uniform(1.0, 2.0) * ppm, height, width, offset)
         g = 0.5 + (g - g.mean()) * 0.5
@@ -207,8 +207,11 @@ def _wall_material(rng: np.random.Generator, height: int, width: int, ppm: float
             g[y:y + joint] *= 0.55
         for x in range(0, width, panel):
             g[:, x:x + joint] *= 0.55
+    # Fine grain on every material: real walls are never flat, and corners/blobs feed the detectors.
+    grain = _tiled(lib["gravel"], rng.uniform(0.4, 0.8) * ppm, height, width, (offset[1], offset[0]))
+    g = g + (grain - grain.mean()) * rng.uniform(0.25, 0.5)
     stains = _smooth_noise(rng, height, width, cells=int(rng.integers(4, 12)))
-    return (g * (0.8 + 0.35 * stains)).astype(np.float32)
+    return (g * (0.7 + 0.5 * stains)).astype(np.float32)
 
 
 def _window(rng: np.random.Generator, h: int, w: int, frame_colour: np.ndarray, frame_px: int,
@@ -219,7 +222,7 @@ def _window(rng: np.random.Generator, h: int, w: int, frame_colour: np.ndarray, 
     gh, gw = max(1, h - 2 * frame_px), max(1, w - 2 * frame_px)
     reflection = _photo_crop(rng, gh, gw)
     sky = np.linspace(0.55, 0.15, gh, dtype=np.float32)[:, None, None] * np.array([0.7, 0.8, 1.0], np.float32)
-    glass = 0.55 * reflection * rng.uniform(0.4, 0.9) + 0.45 * sky
+    glass = 0.75 * reflection * rng.uniform(0.6, 1.0) + 0.25 * sky
     if curtain is not None:
         depth = int(gh * rng.uniform(0.3, 1.0))
         folds = 0.85 + 0.15 * np.sin(np.arange(gw) * rng.uniform(0.2, 0.6))[None, :, None]
@@ -402,20 +405,29 @@ def _asphalt(xs: np.ndarray, ys: np.ndarray, seed: int) -> np.ndarray:
     grain = _world_tiled(lib["gravel"], 1.6, xs, ys)
     patches = world_noise(xs, ys, 5.0, seed + 1)
     fine = world_noise(xs, ys, 0.7, seed + 2)
-    g = 0.28 + 0.22 * (grain - 0.5) + 0.12 * (patches - 0.5) + 0.06 * (fine - 0.5)
+    repaired = world_noise(xs, ys, 2.5, seed + 3) > 0.72  # sharp-edged asphalt repairs
+    g = 0.28 + 0.45 * (grain - 0.5) + 0.12 * (patches - 0.5) + 0.1 * (fine - 0.5)
+    g[repaired] *= 0.72
     colour = np.array([1.0, 0.98, 0.95], np.float32)
     return g[..., None] * colour
+
+
+def _cell_values(coords: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer cell of each coordinate: (unique cells (K,), index of each coordinate's cell (N,))."""
+    return np.unique(np.floor(coords / cell), return_inverse=True)
 
 
 def _paving(xs: np.ndarray, ys: np.ndarray, seed: int, slab: float, tint: np.ndarray) -> np.ndarray:
     lib = gray_library()
     stone = _world_tiled(lib["brick"], 2.2, xs, ys)
     variation = world_noise(xs, ys, 3.0, seed + 3)
-    X, Y = np.meshgrid(xs, ys)
-    joints = ((X % slab) < 0.02) | ((Y % slab) < 0.02)
-    slab_tone = _hash01(np.floor(X / slab), np.floor(Y / slab), seed + 4).astype(np.float32)
-    g = 0.45 + 0.25 * (stone - 0.5) + 0.15 * (variation - 0.5) + 0.08 * (slab_tone - 0.5)
-    g = np.where(joints, g * 0.6, g)
+    cells_x, index_x = _cell_values(xs, slab)
+    cells_y, index_y = _cell_values(ys, slab)
+    tones = _hash01(cells_x[None, :], cells_y[:, None], seed + 4).astype(np.float32)
+    slab_tone = tones[index_y[:, None], index_x[None, :]]
+    g = 0.45 + 0.3 * (stone - 0.5) + 0.15 * (variation - 0.5) + 0.2 * (slab_tone - 0.5)
+    joints = ((xs % slab) < 0.025)[None, :] | ((ys % slab) < 0.025)[:, None]
+    g[joints] *= 0.5
     return g[..., None] * tint
 
 
@@ -456,13 +468,16 @@ def road_texture(plane: Plane, world: World) -> np.ndarray:
         canvas[rows] = _paving(xs, ys[rows], seed, 0.6, tint)
     kerb = (np.abs(ys) > half) & (np.abs(ys) <= half + 0.2)
     canvas[kerb] = 0.62
-    X = xs[None, :]
-    Y = ys[:, None]
-    dashed = (np.abs(Y) < 0.07) & ((X % 9.0) < 4.5)
-    edge = np.abs(np.abs(Y) - (half - 0.45)) < 0.07
-    wear = 0.75 + 0.25 * world_noise(xs, ys, 0.4, seed + 5)
-    paint = (dashed | edge).astype(np.float32) * wear
-    canvas = canvas * (1 - paint[..., None]) + 0.85 * paint[..., None]
+    # Paint only touches the rows near the centre and edge lines (markings run along x).
+    rows = np.nonzero((np.abs(ys) < 0.08) | (np.abs(np.abs(ys) - (half - 0.45)) < 0.08))[0]
+    if len(rows):
+        X = xs[None, :]
+        Y = ys[rows][:, None]
+        dashed = (np.abs(Y) < 0.07) & ((X % 9.0) < 4.5)
+        edge = np.abs(np.abs(Y) - (half - 0.45)) < 0.07
+        wear = 0.75 + 0.25 * world_noise(xs, ys[rows], 0.4, seed + 5)
+        paint = ((dashed | edge).astype(np.float32) * wear)[..., None]
+        canvas[rows] = canvas[rows] * (1 - paint) + 0.85 * paint
     _draw_world_discs(canvas, xs, ys, 7.0, 0.6, (-half + 1.0, half - 1.0), seed + 6, 0.35)
     return np.dstack([canvas, np.zeros(canvas.shape[:2], np.float32)])
 

@@ -9,6 +9,7 @@ facade ``v`` points down in the world). The visible side of a plane is the side 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -70,10 +71,22 @@ class World:
     planes: list[Plane]
     path: Path3D
     road_half_width: float = 0.0  # street presets: road markings are drawn for |y| < this
-    fog_near: float = 50.0  # metres; haze starts here ...
-    fog_far: float = 160.0  # ... and hides everything beyond, so far planes need no texture
+    fog_near: float = 40.0  # metres; haze starts here ...
+    fog_far: float = 120.0  # ... and hides everything beyond, so far planes need no texture
     sky_seed: int = 0
     extras: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def plane_arrays(self) -> dict[str, np.ndarray]:
+        """Stacked plane geometry for vectorised culling: origin/u/v/normal (P, 3), size (P, 2), corners (P, 4, 3)."""
+        return {
+            "origin": np.array([p.origin for p in self.planes], dtype=np.float64).reshape(-1, 3),
+            "u": np.array([p.u for p in self.planes], dtype=np.float64).reshape(-1, 3),
+            "v": np.array([p.v for p in self.planes], dtype=np.float64).reshape(-1, 3),
+            "normal": np.array([p.normal for p in self.planes], dtype=np.float64).reshape(-1, 3),
+            "size": np.array([(p.width, p.height) for p in self.planes], dtype=np.float64).reshape(-1, 2),
+            "corners": np.array([p.corners for p in self.planes], dtype=np.float64).reshape(-1, 4, 3),
+        }
 
     def to_json(self) -> dict:
         return {
@@ -138,7 +151,7 @@ def build_street(seed: int, num_frames: int) -> World:
     half_road = float(rng.uniform(5.0, 8.0))  # street 10-16 m wide
     sidewalk = float(rng.uniform(2.0, 3.5))
     building_depth = 12.0
-    fog_far = 160.0
+    fog_far = 120.0
     path_length = max(1, num_frames - 1) * FRAME_SPACING_M
     # Buildings continue past both ends of the path so a forward view never sees the street end.
     x_start, x_end = -fog_far - 10.0, path_length + fog_far + 10.0
@@ -156,7 +169,7 @@ def build_street(seed: int, num_frames: int) -> World:
                 start, end = (np.array([x, far_y]), np.array([x + gap, far_y]))
                 if sign < 0:
                     start, end = end, start
-                planes.append(_wall(f"{side}_cross_{index}", "facade", start, end, height, 50.0,
+                planes.append(_wall(f"{side}_cross_{index}", "facade", start, end, height, 40.0,
                                     int(rng.integers(2**31))))
                 x += gap
                 index += 1
@@ -176,19 +189,19 @@ def build_street(seed: int, num_frames: int) -> World:
                 front = (np.array([x1, front_y]), np.array([x0, front_y]))
                 side_a = (np.array([x0, front_y]), np.array([x0, back_y]))
                 side_b = (np.array([x1, back_y]), np.array([x1, front_y]))
-            planes.append(_wall(f"{side}_facade_{index}", "facade", *front, height, 80.0, int(rng.integers(2**31))))
-            planes.append(_wall(f"{side}_sideA_{index}", "side", *side_a, height, 40.0, int(rng.integers(2**31))))
-            planes.append(_wall(f"{side}_sideB_{index}", "side", *side_b, height, 40.0, int(rng.integers(2**31))))
+            planes.append(_wall(f"{side}_facade_{index}", "facade", *front, height, 64.0, int(rng.integers(2**31))))
+            planes.append(_wall(f"{side}_sideA_{index}", "side", *side_a, height, 32.0, int(rng.integers(2**31))))
+            planes.append(_wall(f"{side}_sideB_{index}", "side", *side_b, height, 32.0, int(rng.integers(2**31))))
             x = x1
             index += 1
     inner = half_road + sidewalk + max_setback
     outer = half_road + sidewalk + building_depth + 16.0
-    planes += _ground_tiles("road", "ground_road", x_start, x_end, -inner, inner, 100.0, 10.0, rng)
-    planes += _ground_tiles("ground_left", "ground_plain", x_start, x_end, inner, outer, 40.0, 20.0, rng)
-    planes += _ground_tiles("ground_right", "ground_plain", x_start, x_end, -outer, -inner, 40.0, 20.0, rng)
+    planes += _ground_tiles("road", "ground_road", x_start, x_end, -inner, inner, 64.0, 12.0, rng)
+    planes += _ground_tiles("ground_left", "ground_plain", x_start, x_end, inner, outer, 24.0, 30.0, rng)
+    planes += _ground_tiles("ground_right", "ground_plain", x_start, x_end, -outer, -inner, 24.0, 30.0, rng)
     lane_y = float(-half_road / 2.0)  # drive in the right-hand lane
     path = StraightPath(start=(0.0, lane_y, 1.6), length=path_length, lateral_limit=half_road - 1.0)
-    return World("street", seed, planes, path, road_half_width=half_road, fog_far=fog_far,
+    return World("street", seed, planes, path, road_half_width=half_road, fog_near=40.0, fog_far=fog_far,
                  sky_seed=int(rng.integers(2**31)), extras={"sidewalk": sidewalk})
 
 
@@ -214,11 +227,11 @@ def build_courtyard(seed: int, num_frames: int) -> World:
             height = float(rng.uniform(8.0, 20.0))
             a = start + direction * position
             b = start + direction * (position + width)
-            planes.append(_wall(f"side{side_index}_facade_{index}", "facade", a, b, height, 80.0,
+            planes.append(_wall(f"side{side_index}_facade_{index}", "facade", a, b, height, 64.0,
                                 int(rng.integers(2**31))))
             position += width
             index += 1
-    planes += _ground_tiles("paving", "ground_paving", 0.0, size_x, 0.0, size_y, 100.0, 10.0, rng)
+    planes += _ground_tiles("paving", "ground_paving", 0.0, size_x, 0.0, size_y, 64.0, 12.0, rng)
     path = CourtyardPath(size=(size_x, size_y), height=1.6, frame_spacing=FRAME_SPACING_M,
                          length=max(1, num_frames - 1) * FRAME_SPACING_M)
     return World("courtyard", seed, planes, path, fog_near=80.0, fog_far=200.0,
