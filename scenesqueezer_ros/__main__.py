@@ -1,0 +1,5 @@
+import sys
+
+from .localizer_node import main
+
+sys.exit(main())

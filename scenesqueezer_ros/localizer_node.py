@@ -1,0 +1,429 @@
+"""ROS 2 localizer node: a thin adapter between camera topics and the core ``Localizer``.
+
+Threads: the executor runs callbacks that only store the newest frame in a one-slot mailbox
+(a frame still waiting when a newer one arrives is dropped and counted); one worker thread takes
+the newest frame, localizes it and publishes. Services run in their own callback group on a
+second executor thread, so a map reload never stalls the image callbacks.
+
+Run:  scenesqueezer_localizer_node --ros-args --params-file config/localizer.yaml -p map_path:=map.ssq
+  or  python -m scenesqueezer_ros.localizer_node --ros-args ...
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_srvs.srv import Trigger
+
+from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
+from scenesqueezer_core.errors import SceneSqueezerError
+
+from .conversions import (
+    cam_from_world_to_pose_msg,
+    camera_info_to_camera,
+    covariance_to_ros,
+    make_transform_stamped,
+    points_to_cloud,
+)
+from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .parameters import LocalizerParameters, declare_parameters, read_parameters
+
+NODE_NAME = "scenesqueezer_localizer"
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass
+class FrameJob:
+    """One frame to localize; ``done`` is set when a service waits for its result."""
+
+    image_msg: Image | CompressedImage
+    camera_info: CameraInfo | None
+    done: threading.Event | None = None
+    result: object | None = None
+
+
+class FrameMailbox:
+    """One slot: put() replaces a waiting job (counting it as dropped); take() waits for one."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._job: FrameJob | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, job: FrameJob) -> None:
+        with self._condition:
+            if self._job is not None:
+                self.dropped += 1
+                if self._job.done is not None:  # a service waits on it: keep its promise
+                    self._job.result = None
+                    self._job.done.set()
+            self._job = job
+            self._condition.notify()
+
+    def take(self, timeout: float) -> FrameJob | None:
+        with self._condition:
+            if self._job is None and not self._closed:
+                self._condition.wait(timeout)
+            job, self._job = self._job, None
+            return job
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    processed: int = 0
+    localized: int = 0
+    failed: int = 0
+    errors: int = 0
+    last_total_latency_s: float = 0.0
+    last_failure_reason: str = ""
+    last_success_time: float = 0.0
+    history: list = field(default_factory=list)
+
+
+class LocalizerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.params: LocalizerParameters = declare_parameters(self)
+        self._localizer = None
+        self._localizer_lock = threading.Lock()
+        self._map_error = "no map loaded yet"
+        self._camera_info: CameraInfo | None = None
+        self._camera_cache: tuple[tuple, object] | None = None
+        self._last_job: FrameJob | None = None
+        self._mailbox = FrameMailbox()
+        self._counters = Counters()
+        self._counters_lock = threading.Lock()
+        self._diag_window = (time.monotonic(), 0, 0, 0)
+
+        self._pose_pub = self.create_publisher(PoseStamped, "~/pose", 10)
+        self._pose_cov_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose_with_covariance", 10)
+        self._result_pub = self.create_publisher(LocalizationResultMsg, "~/result", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._cloud_pub = self.create_publisher(PointCloud2, "~/map_points", LATCHED_QOS)
+
+        self._tf_broadcaster = None
+        self._tf_lookup = None
+        if self.params.publish_tf:
+            from .tf_support import TransformBroadcaster, TransformLookup
+
+            self._tf_broadcaster = TransformBroadcaster(self)
+            if self.params.tf_mode == "map_to_odom":
+                self._tf_lookup = TransformLookup(self)
+
+        qos = self._image_qos()
+        if self.params.image_transport == "compressed":
+            topic = self.params.image_topic.rstrip("/") + "/compressed"
+            self.create_subscription(CompressedImage, topic, self._on_image, qos)
+        else:
+            self.create_subscription(Image, self.params.image_topic, self._on_image, qos)
+        self.create_subscription(CameraInfo, self.params.camera_info_topic, self._on_camera_info, qos)
+
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "~/reload_map", self._on_reload_map, callback_group=service_group)
+        self.create_service(Trigger, "~/localize_now", self._on_localize_now, callback_group=service_group)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self._load_map()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="scenesqueezer-localizer", daemon=True)
+        self._worker.start()
+
+    # --- callbacks: never block ---------------------------------------------------------------
+
+    def _image_qos(self) -> QoSProfile:
+        if self.params.image_qos == "sensor_data":
+            return qos_profile_sensor_data
+        # Depth 1: only the newest frame matters, and a deep reliable queue of multi-MB frames
+        # would only add latency.
+        return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+    def _on_image(self, msg) -> None:
+        with self._counters_lock:
+            self._counters.received += 1
+        self._mailbox.put(FrameJob(msg, self._camera_info))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    # --- map ----------------------------------------------------------------------------------
+
+    def _load_map(self) -> tuple[bool, str]:
+        """Load map_path with the current parameters; keeps the old map when loading fails."""
+        self.params = read_parameters(self)
+        path = self.params.map_path
+        if not path:
+            message = ("parameter map_path is empty; set it (ros2 param set <node> map_path /path/map) "
+                       "and call ~/reload_map")
+            if self._localizer is None:
+                self._map_error = message
+            self.get_logger().error(message)
+            return False, message
+        try:
+            from scenesqueezer_core.localize import Localizer
+
+            localizer = Localizer.from_file(path, conf=self.params.localizer_conf(), device=self.params.device)
+        except (SceneSqueezerError, OSError, ImportError, ValueError) as error:
+            message = f"could not load map {path!r}: {error}"
+            if self._localizer is None:
+                self._map_error = message
+            self.get_logger().error(message)
+            return False, message
+        with self._localizer_lock:
+            self._localizer = localizer
+            self._map_error = ""
+        if self.params.publish_point_cloud:
+            self._cloud_pub.publish(points_to_cloud(localizer.map_points, localizer.map_colors,
+                                                    self.params.map_frame, self.get_clock().now().to_msg()))
+        message = f"loaded map {path} ({len(localizer.map_points)} points)"
+        self.get_logger().info(message)
+        return True, message
+
+    def _on_reload_map(self, request, response):
+        response.success, response.message = self._load_map()
+        return response
+
+    def _on_localize_now(self, request, response):
+        job = self._last_job
+        if job is None:
+            response.success, response.message = False, "no frame received yet"
+            return response
+        waiting = FrameJob(job.image_msg, job.camera_info, threading.Event())
+        self._mailbox.put(waiting)
+        if not waiting.done.wait(120.0):
+            response.success, response.message = False, "localization did not finish within 120 s"
+        elif waiting.result is None:
+            response.success, response.message = False, "superseded by a newer frame before it ran"
+        else:
+            result = waiting.result
+            response.success = bool(result.success)
+            response.message = (f"localized with {result.num_inliers} inliers" if result.success
+                                else result.failure_reason)
+        return response
+
+    # --- worker -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            if self.params.max_rate_hz > 0:
+                wait = next_allowed - time.monotonic()
+                if wait > 0:
+                    self._stop.wait(wait)  # frames arriving meanwhile replace each other
+            job = self._mailbox.take(timeout=0.2)
+            if job is None:
+                continue
+            if self.params.max_rate_hz > 0:
+                next_allowed = time.monotonic() + 1.0 / self.params.max_rate_hz
+            try:
+                result = self._process(job)
+            except Exception as error:  # noqa: BLE001 - the worker must outlive any bad frame
+                self.get_logger().error(f"localization crashed on a frame: {error!r}")
+                with self._counters_lock:
+                    self._counters.errors += 1
+                result = None
+            if job.done is not None:
+                job.result = result
+                job.done.set()
+
+    def _process(self, job: FrameJob):
+        from scenesqueezer_core.localize import LocalizationResult
+
+        self._last_job = FrameJob(job.image_msg, job.camera_info)
+        header = job.image_msg.header
+        camera_frame = self.params.camera_frame or header.frame_id
+        with self._localizer_lock:
+            localizer = self._localizer
+        result = None
+        if localizer is None:
+            result = LocalizationResult(success=False, failure_reason=self._map_error or "no map loaded")
+        elif job.camera_info is None:
+            result = LocalizationResult(
+                success=False,
+                failure_reason=f"no CameraInfo received on {self.params.camera_info_topic!r} yet")
+        if result is None:
+            try:
+                camera = self._camera_for(job.camera_info)
+                if isinstance(job.image_msg, CompressedImage):
+                    rgb = compressed_msg_to_rgb(job.image_msg)
+                else:
+                    rgb = image_msg_to_rgb(job.image_msg)
+                if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
+                    raise SceneSqueezerError(
+                        f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
+                        f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+                result = localizer.localize(rgb, camera)
+            except SceneSqueezerError as error:
+                result = LocalizationResult(success=False, failure_reason=str(error))
+        self._publish(result, header, camera_frame)
+        return result
+
+    def _camera_for(self, info: CameraInfo):
+        key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model,
+               info.binning_x, info.binning_y, info.roi.x_offset, info.roi.y_offset,
+               info.roi.width, info.roi.height)
+        if self._camera_cache is None or self._camera_cache[0] != key:
+            self._camera_cache = (key, camera_info_to_camera(info))
+        return self._camera_cache[1]
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def _publish(self, result, header, camera_frame: str) -> None:
+        params = self.params
+        msg = LocalizationResultMsg()
+        msg.header.stamp = header.stamp
+        msg.header.frame_id = params.map_frame
+        msg.success = bool(result.success)
+        msg.failure_reason = result.failure_reason or ""
+        msg.camera_frame_id = camera_frame
+        msg.num_inliers = int(result.num_inliers)
+        msg.num_correspondences = int(result.num_correspondences)
+        msg.inlier_ratio = float(result.num_inliers / result.num_correspondences
+                                 if result.num_correspondences else 0.0)
+        msg.retrieved_cluster_ids = [int(i) for i in result.candidate_ids]
+        timings = result.timings or {}
+        for stage in ("extract", "retrieve", "match", "pnp", "total"):
+            setattr(msg.latency, stage, float(timings.get(stage, 0.0)))
+        valid = bool(result.success) and result.cam_from_world is not None
+        if valid:
+            msg.pose.pose = cam_from_world_to_pose_msg(result.cam_from_world)
+            if result.covariance is not None:
+                msg.pose.covariance = covariance_to_ros(result.cam_from_world, result.covariance).tolist()
+        with self._counters_lock:
+            counters = self._counters
+            counters.processed += 1
+            counters.last_total_latency_s = msg.latency.total
+            if valid:
+                counters.localized += 1
+                counters.last_success_time = time.monotonic()
+            else:
+                counters.failed += 1
+                counters.last_failure_reason = msg.failure_reason
+        # The result goes out last: a subscriber that sees it knows the pose (if any) was sent.
+        if valid:
+            pose = PoseStamped()
+            pose.header = msg.header
+            pose.pose = msg.pose.pose
+            self._pose_pub.publish(pose)
+            pose_cov = PoseWithCovarianceStamped()
+            pose_cov.header = msg.header
+            pose_cov.pose = msg.pose
+            self._pose_cov_pub.publish(pose_cov)
+            if self._tf_broadcaster is not None and camera_frame:
+                self._publish_tf(result.cam_from_world.inverse(), header.stamp, camera_frame)
+        self._result_pub.publish(msg)
+
+    def _publish_tf(self, map_from_camera, stamp, camera_frame: str) -> None:
+        params = self.params
+        if params.tf_mode == "map_to_odom":
+            if not params.odom_frame:
+                self.get_logger().warning("tf_mode map_to_odom needs odom_frame; not publishing TF",
+                                          throttle_duration_sec=10.0)
+                return
+            odom_from_camera = self._tf_lookup.lookup(params.odom_frame, camera_frame, stamp)
+            if odom_from_camera is None:
+                self.get_logger().warning(
+                    f"no TF from {params.odom_frame} to {camera_frame}; not publishing map->odom",
+                    throttle_duration_sec=10.0)
+                return
+            transform = make_transform_stamped(map_from_camera @ odom_from_camera.inverse(),
+                                               params.map_frame, params.odom_frame, stamp)
+        else:
+            transform = make_transform_stamped(map_from_camera, params.map_frame, camera_frame, stamp)
+        self._tf_broadcaster.send(transform)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        with self._counters_lock:
+            c = self._counters
+            t0, received0, processed0, localized0 = self._diag_window
+            elapsed = max(now - t0, 1e-6)
+            rates = ((c.received - received0) / elapsed, (c.processed - processed0) / elapsed,
+                     (c.localized - localized0) / elapsed)
+            self._diag_window = (now, c.received, c.processed, c.localized)
+            snapshot = Counters(**{k: getattr(c, k) for k in Counters.__dataclass_fields__})
+        status = DiagnosticStatus(name=f"{self.get_name()}: localization", hardware_id=self.params.map_path)
+        if self._localizer is None:
+            status.level, status.message = DiagnosticStatus.ERROR, f"no map: {self._map_error}"
+        elif self._camera_info is None:
+            status.level, status.message = DiagnosticStatus.WARN, "waiting for CameraInfo"
+        elif snapshot.processed == 0:
+            status.level, status.message = DiagnosticStatus.OK, "map loaded, waiting for images"
+        elif snapshot.failed and (snapshot.last_success_time == 0.0 or now - snapshot.last_success_time > 10.0):
+            status.level = DiagnosticStatus.WARN
+            status.message = f"not localizing: {snapshot.last_failure_reason}"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "localizing"
+        values = {
+            "map_path": self.params.map_path,
+            "frames_received": snapshot.received,
+            "frames_processed": snapshot.processed,
+            "frames_dropped": self._mailbox.dropped,
+            "localized": snapshot.localized,
+            "failed": snapshot.failed,
+            "errors": snapshot.errors,
+            "receive_rate_hz": f"{rates[0]:.2f}",
+            "process_rate_hz": f"{rates[1]:.2f}",
+            "localize_rate_hz": f"{rates[2]:.2f}",
+            "last_latency_s": f"{snapshot.last_total_latency_s:.3f}",
+            "last_failure_reason": snapshot.last_failure_reason,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._mailbox.close()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if argv is None else argv)
+    node = None
+    try:
+        node = LocalizerNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SceneSqueezerError as error:
+        print(f"scenesqueezer_localizer_node: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
