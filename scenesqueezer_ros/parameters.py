@@ -49,8 +49,8 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
                   "available), 'cpu' or 'cuda'.", choices=("auto", "cpu", "cuda")),
     ParameterSpec("ransac_threshold_px", 12.0, "RANSAC inlier threshold of the PnP, in pixels.",
                   value_range=(0.1, 100.0)),
-    ParameterSpec("min_inliers", 30, "A pose with fewer PnP inliers is reported as a failure.",
-                  value_range=(4, 100000)),
+    ParameterSpec("min_inliers", 40, "A pose with fewer PnP inliers is reported as a failure.",
+                  value_range=(6, 100000)),
     ParameterSpec("min_inlier_ratio", 0.2, "A pose whose inliers / correspondences is lower is "
                   "reported as a failure.", value_range=(0.0, 1.0)),
     ParameterSpec("max_rate_hz", 0.0, "Upper bound on localizations per second (0: as fast as the "
