@@ -11,3 +11,24 @@ sys.path.insert(0, str(REPO_ROOT))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a CI run should spend (deselected with -m 'not slow')")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_street_scene(tmp_path_factory):
+    """A 24-frame 640x480 synthetic street (seed 0) with day and night queries, shared by the suite."""
+    from scenesqueezer_core.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("small_street")
+    return generate_scene(root / "scene", preset="street", seed=0, num_frames=24, width=640, height=480)
+
+
+@pytest.fixture(scope="session")
+def small_street_map(small_street_scene, tmp_path_factory):
+    """The xfeat SceneMap of small_street_scene."""
+    from scenesqueezer_core.mapping import build_map
+
+    return build_map(small_street_scene, tmp_path_factory.mktemp("small_street_map") / "street.ssmap",
+                     features="xfeat", device="cpu")

@@ -27,6 +27,12 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create 0600/0700 entries; give the output the permissions a plain
+        # open() would (0666/0777 less the umask), so maps are readable by the robot's user.
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp.exists():
+            os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
         if is_dir:
             if path.exists():
                 shutil.rmtree(path)

@@ -76,7 +76,15 @@ def main() -> int:
         per_scene = []
         for ds in datasets:
             frames = [f for f in ds.frames.values() if f.cam_from_world is not None]
-            desc = [extractor.extract(read_image(f.image_path)).descriptors for f in frames]
+            # extracted descriptors are cached: retraining the quantizer must not re-run the extractor
+            cache_file = Path(args.cache) / "descriptors" / f"{ds.root.name}_{features}.npz"
+            if cache_file.exists():
+                with np.load(cache_file) as npz:
+                    desc = [npz[f"d{i}"] for i in range(len(frames))]
+            else:
+                desc = [extractor.extract(read_image(f.image_path)).descriptors for f in frames]
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cache_file, **{f"d{i}": d for i, d in enumerate(desc)})
             per_scene.append((ds, frames, desc))
         dim = per_scene[0][2][0].shape[1]
         k = GLOBAL_DIM // dim

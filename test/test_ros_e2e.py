@@ -12,15 +12,8 @@ DOMAIN_ID = 62
 
 
 @pytest.fixture(scope="module")
-def scene_and_map(tmp_path_factory):
-    from scenesqueezer_core.mapping import build_map
-    from scenesqueezer_core.synthetic import generate_scene
-
-    root = tmp_path_factory.mktemp("e2e")
-    scene = generate_scene(root / "scene", preset="street", seed=0, num_frames=24, width=640, height=480,
-                           num_workers=1)
-    map_path = build_map(scene, root / "street.ssmap", features="xfeat", device="cpu")
-    return scene, map_path, root
+def scene_and_map(small_street_scene, small_street_map, tmp_path_factory):
+    return small_street_scene, small_street_map, tmp_path_factory.mktemp("e2e")
 
 
 def test_node_localizes_day_queries(scene_and_map):

