@@ -27,7 +27,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["scenesqueezer_core", "scenesqueezer_core.*",
                                     "scenesqueezer_ros", "scenesqueezer_ros.*"]),
-    package_data={"scenesqueezer_core": ["weights/*.safetensors", "weights/*.json"]},
+    package_data={"scenesqueezer_core": ["weights/*.safetensors", "weights/*.json", "weights/*.md"]},
     include_package_data=False,
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),

@@ -90,9 +90,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_quantizer(args: argparse.Namespace) -> int:
-    from .compression.train_quantizer import train_quantizer_cli
+    from .compression.train_quantizer import main as train_quantizer_main
 
-    return train_quantizer_cli(args)
+    return train_quantizer_main(args.args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -151,12 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compress)
 
-    p = sub.add_parser("train-quantizer", help="train DSQ descriptor quantizers on a dataset")
-    p.add_argument("--features", default="xfeat")
-    p.add_argument("--data", required=True, action="append", help="dataset folder (repeatable)")
-    p.add_argument("--output", required=True, help="output .safetensors")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train-quantizer", add_help=False,
+                       help="train a DSQ descriptor quantizer (see `scenesqueezer train-quantizer --help`)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_train_quantizer)
 
     p = sub.add_parser("demo", help="generate the default scene, build a map, localize, evaluate")
@@ -171,7 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .errors import SceneSqueezerError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if argv[:1] == ["train-quantizer"]:
+        # the quantizer trainer owns its options; argparse's REMAINDER would swallow `--help`
+        args = argparse.Namespace(command="train-quantizer", args=argv[1:], verbose=False, func=_cmd_train_quantizer)
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_native_logs()
     try:
