@@ -1,0 +1,191 @@
+"""Dataset split -> rosbag2 (MCAP or SQLite3), as a robot's camera would have recorded it.
+
+Per frame, all with the same header stamp (``start + i / rate_hz``):
+
+* the image, ``sensor_msgs/Image`` (rgb8 / bgr8, lossless) or ``sensor_msgs/CompressedImage`` (JPEG)
+  on ``<image>/compressed`` as image_transport names it;
+* its ``sensor_msgs/CameraInfo`` (each frame carries its own intrinsics);
+* the ground-truth camera pose as ``geometry_msgs/PoseStamped`` (camera optical frame in ``map``);
+* with ``ground_truth_tf``, the same pose on ``/tf`` as map -> ``body_frame``, and on
+  ``/tf_static`` the camera mount body_frame -> optical frame (REP 103 body axes to optical axes),
+  so TF consumers (and ``bag_to_dataset(tf_frames=...)``) see a realistic tree.
+
+The bag is written into a temporary folder beside ``bag_out`` and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..dataset import load_dataset, read_image
+from ..errors import ConfigError, DatasetError
+from ..types import Pose
+from . import messages as m
+
+# Optical frame (z forward, x right, y down) expressed in a REP 103 body frame (x forward, y left, z up).
+BODY_FROM_OPTICAL = Pose(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), np.zeros(3))
+DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000  # fixed so that exports are reproducible
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Topic and frame names of an exported bag."""
+
+    image: str = "/camera/image_raw"
+    camera_info: str = "/camera/camera_info"
+    ground_truth_pose: str = "/ground_truth/camera_pose"
+    map_frame: str = "map"
+    body_frame: str = "camera_link"
+    optical_frame: str = "camera_optical_frame"
+
+    def image_topic(self, compressed: bool) -> str:
+        return self.image.rstrip("/") + "/compressed" if compressed else self.image
+
+
+def is_bag(path: str | os.PathLike) -> bool:
+    """True for a rosbag2 folder (metadata.yaml) or a bare ``.mcap`` / ``.db3`` file."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.is_file() and path.suffix in (".mcap", ".db3")
+
+
+def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split: str = "query",
+               storage: str = "mcap", compressed: bool = False, rate_hz: float = 10.0,
+               topics: BagTopics | None = None, encoding: str = "rgb8", jpeg_quality: int = 95,
+               ground_truth_tf: bool = True, start_ns: int = DEFAULT_START_NS,
+               overwrite: bool = False) -> Path:
+    """Write the frames of ``split`` (in splits.json order) into a new rosbag2 at ``bag_out``.
+
+    Raises ConfigError for bad options, DatasetError for a split without ground-truth poses or an
+    existing ``bag_out`` (replaced only with ``overwrite`` and only when it is a bag).
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    topics = topics or BagTopics()
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise ConfigError(f"unknown bag storage {storage!r}; choose mcap or sqlite3")
+    if not (rate_hz > 0 and np.isfinite(rate_hz)):
+        raise ConfigError(f"rate_hz must be a positive number, got {rate_hz}")
+    if encoding not in ("rgb8", "bgr8"):
+        raise ConfigError(f"image encoding must be rgb8 or bgr8, got {encoding!r}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ConfigError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    bag_out = Path(bag_out)
+    if bag_out.exists():
+        if not is_bag(bag_out):
+            raise DatasetError(f"{bag_out} exists and is not a rosbag2; choose another output path")
+        if not overwrite:
+            raise DatasetError(f"bag {bag_out} exists already; delete it or pass overwrite (--overwrite)")
+
+    dataset = load_dataset(dataset_dir)
+    frames = dataset.split(split)
+    if not frames:
+        raise DatasetError(f"split {split!r} of {dataset.root} is empty; nothing to export")
+    missing = [f.name for f in frames if f.cam_from_world is None]
+    if missing:
+        raise DatasetError(f"{len(missing)} frame(s) of split {split!r} have no ground-truth pose, "
+                           f"e.g. {missing[:3]}; export a split with known poses")
+
+    types = m.typestore().types
+    period_ns = int(round(1e9 / rate_hz))
+    bag_out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=bag_out.parent, prefix=f".{bag_out.name}.", suffix=".tmp"))
+    try:
+        writer = Writer(staging / bag_out.name, version=9, storage_plugin=plugins[storage])
+        writer.open()
+        try:
+            store = m.typestore()
+            image_type = m.COMPRESSED_IMAGE_TYPE if compressed else m.IMAGE_TYPE
+            image_conn = writer.add_connection(topics.image_topic(compressed), image_type, typestore=store)
+            info_conn = writer.add_connection(topics.camera_info, m.CAMERA_INFO_TYPE, typestore=store)
+            pose_conn = writer.add_connection(topics.ground_truth_pose, m.POSE_STAMPED_TYPE, typestore=store)
+            if ground_truth_tf:
+                tf_conn = writer.add_connection("/tf", m.TF_TYPE, typestore=store)
+                static_conn = writer.add_connection("/tf_static", m.TF_TYPE, typestore=store,
+                                                    offered_qos_profiles=[_latched_qos()])
+                static = _tf_message([(BODY_FROM_OPTICAL, topics.body_frame, topics.optical_frame)], start_ns)
+                writer.write(static_conn, start_ns, store.serialize_cdr(static, m.TF_TYPE))
+
+            for index, frame in enumerate(frames):
+                ns = start_ns + index * period_ns
+                rgb = read_image(frame.image_path)
+                if (rgb.shape[1], rgb.shape[0]) != (frame.camera.width, frame.camera.height):
+                    raise DatasetError(
+                        f"image {frame.image_path} is {rgb.shape[1]}x{rgb.shape[0]} but its camera says "
+                        f"{frame.camera.width}x{frame.camera.height}; fix the dataset's cameras.txt")
+                head = m.header(ns, topics.optical_frame)
+                image_msg = (_compressed_msg(rgb, head, jpeg_quality) if compressed
+                             else _image_msg(rgb, head, encoding))
+                info_msg = m.camera_to_camera_info(frame.camera, ns, topics.optical_frame)
+                map_from_cam = frame.cam_from_world.inverse()
+                pose_msg = types[m.POSE_STAMPED_TYPE](header=m.header(ns, topics.map_frame),
+                                                      pose=m.pose_to_msg(map_from_cam))
+                # Camera info first: a subscriber pairing each image with the latest info gets the right one.
+                writer.write(info_conn, ns, store.serialize_cdr(info_msg, m.CAMERA_INFO_TYPE))
+                writer.write(image_conn, ns, store.serialize_cdr(image_msg, image_type))
+                writer.write(pose_conn, ns, store.serialize_cdr(pose_msg, m.POSE_STAMPED_TYPE))
+                if ground_truth_tf:
+                    map_from_body = map_from_cam @ BODY_FROM_OPTICAL.inverse()
+                    tf = _tf_message([(map_from_body, topics.map_frame, topics.body_frame)], ns)
+                    writer.write(tf_conn, ns, store.serialize_cdr(tf, m.TF_TYPE))
+        except BaseException:
+            writer.abort()  # the staging folder goes away below; only release the file handles
+            raise
+        writer.close()
+        if bag_out.exists():
+            shutil.rmtree(bag_out)
+        os.replace(staging / bag_out.name, bag_out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return bag_out
+
+
+def _image_msg(rgb: np.ndarray, head, encoding: str):
+    pixels = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
+    height, width = rgb.shape[:2]
+    return m.typestore().types[m.IMAGE_TYPE](
+        header=head, height=height, width=width, encoding=encoding, is_bigendian=0, step=3 * width,
+        data=np.ascontiguousarray(pixels).reshape(-1))
+
+
+def _compressed_msg(rgb: np.ndarray, head, quality: int):
+    import cv2
+
+    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise DatasetError("OpenCV could not JPEG-encode an image")
+    # image_transport's format string: the raw encoding, then the codec.
+    return m.typestore().types[m.COMPRESSED_IMAGE_TYPE](
+        header=head, format="rgb8; jpeg compressed bgr8", data=np.asarray(buffer, dtype=np.uint8).reshape(-1))
+
+
+def _tf_message(transforms: list[tuple[Pose, str, str]], ns: int):
+    types = m.typestore().types
+    stamped = [types["geometry_msgs/msg/TransformStamped"](
+        header=m.header(ns, parent), child_frame_id=child, transform=m.transform_msg(parent_from_child))
+        for parent_from_child, parent, child in transforms]
+    return types[m.TF_TYPE](transforms=stamped)
+
+
+def _latched_qos():
+    """/tf_static's QoS (reliable, transient local), so that `ros2 bag play` latches it."""
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, zero, zero,
+               QosLiveliness.AUTOMATIC, zero, False)
