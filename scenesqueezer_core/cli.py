@@ -6,6 +6,8 @@
     scenesqueezer evaluate RESULTS.json DATASET_DIR --output METRICS.json
     scenesqueezer compress MAP_PATH OUT.sqz [--ratio 0.015] [--method qp]
     scenesqueezer train-quantizer ...
+    scenesqueezer export-bag DATASET_DIR BAG_OUT [--split query] [--storage mcap|sqlite3] [--compressed]
+    scenesqueezer replay BAG MAP [--rate R | --as-fast-as-node] [--offline | --connect] [--output REPORT_DIR]
     scenesqueezer demo [--workdir DIR]
 
 Every user-facing failure prints one line naming the cause and the fix and exits with status 2.
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_generate_scene)
 
     p = sub.add_parser("build-map", help="features + triangulation from known poses -> SceneMap")
-    p.add_argument("dataset", help="dataset folder (images/, sparse/, splits.json)")
+    p.add_argument("dataset", help="dataset folder (images/, sparse/, splits.json; images/ only: SfM poses) or a rosbag2")
     p.add_argument("map_path")
     p.add_argument("--features", default="xfeat", help="feature setup: xfeat | xfeat-lighterglue | aliked | sift")
     p.add_argument("--split", default="mapping")
@@ -155,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a DSQ descriptor quantizer (see `scenesqueezer train-quantizer --help`)")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_train_quantizer)
+
+    from .bag.cli import add_bag_commands
+
+    add_bag_commands(sub)
 
     p = sub.add_parser("demo", help="generate the default scene, build a map, localize, evaluate")
     p.add_argument("--workdir", default="outputs/demo")

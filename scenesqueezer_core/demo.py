@@ -49,5 +49,30 @@ def run_demo(workdir: Path, features: str = "xfeat", frames: int = 200, seed: in
             summary[f"{map_name}/{split}"] = metrics
             print(format_metrics_table(metrics, title=f"\n== {map_name} map, {split} =="))
     atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=1) + "\n")
+    replay_map = maps.get("compressed", map_path)
+    report_dir = _replay_over_dds(scene_dir, replay_map, workdir)
+    if report_dir is not None:
+        print(f"[demo] replay report: {report_dir / 'summary.md'}")
     print(f"\n[demo] done in {time.perf_counter() - t_start:.0f} s; outputs in {workdir}")
     return 0
+
+
+def _replay_over_dds(scene_dir: Path, map_path: Path, workdir: Path) -> Path | None:
+    """Export the query split to a rosbag2 and play it through the ROS 2 node over DDS."""
+    from .bag import export_bag
+    from .evaluate import format_metrics_table
+
+    bag = workdir / "query_bag"
+    if not bag.exists():
+        print(f"[demo] exporting the query images to the rosbag {bag}")
+        export_bag(scene_dir, bag, split="query", storage="mcap")
+    try:
+        from scenesqueezer_ros.replay import replay_over_dds
+    except ImportError as exc:  # rclpy or the generated messages are missing
+        print(f"[demo] skipping the DDS replay: ROS 2 is not importable ({exc}); run `make setup`")
+        return None
+    report_dir = workdir / "replay_report"
+    print(f"[demo] replaying {bag} through the localizer node over DDS (map {map_path.name})")
+    outcome = replay_over_dds(bag, map_path, report_dir, as_fast_as_node=True)
+    print(format_metrics_table(outcome.metrics, title="\n== DDS replay through the ROS 2 node (query = day + night) =="))
+    return report_dir

@@ -78,3 +78,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_build_map_without_poses_runs_sfm(tmp_path):
+    """A folder with images/ only: pycolmap SfM estimates poses first (arbitrary frame and scale)."""
+    import shutil
+
+    (tmp_path / "ds").mkdir()
+    shutil.copytree(FOUNTAIN / "images", tmp_path / "ds" / "images")
+    map_path = tmp_path / "m.ssmap"
+    assert main(["build-map", str(tmp_path / "ds"), str(map_path), "--features", "sift"]) == 0
+    m = SceneMap.load(map_path)
+    assert m.num_frames >= 9 and m.num_points > 1000

@@ -142,12 +142,20 @@ def build_map(dataset_dir: str | os.PathLike, map_path: str | os.PathLike, featu
               split: str = "mapping", conf: dict[str, Any] | None = None, device: str = "auto") -> Path:
     """Build and save a SceneMap from a dataset folder (or a rosbag, see bag_dataset); returns the path."""
     dataset_dir = Path(dataset_dir)
+    map_path = Path(map_path)
+    from ..bag import is_bag
     from ..dataset import _find_model_dir
 
+    if is_bag(dataset_dir):
+        # a rosbag2: images + camera info + poses (topic or TF) -> keyframes in a dataset folder
+        from ..bag import bag_to_dataset
+
+        imported = map_path.parent / f"{map_path.stem}_bag_dataset"
+        bag_to_dataset(dataset_dir, imported)
+        dataset_dir = imported
     if dataset_dir.is_dir() and _find_model_dir(dataset_dir) is None and (dataset_dir / "images").is_dir():
         from .sfm import dataset_with_sfm_poses
 
-        map_path = Path(map_path)
         dataset = dataset_with_sfm_poses(dataset_dir, map_path.parent / f"{map_path.stem}_sfm")
     else:
         dataset = load_dataset(dataset_dir)
