@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Run every benchmark and write all tables into one markdown report (outputs/bench/REPORT.md).
+
+    python bench/run_all.py [--quick] [--out outputs/bench]
+
+--quick skips the slowest parts (ALIKED, the scale scene). Each benchmark also runs on its own;
+see the scripts' docstrings. The report states the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+
+
+def run(script: str, *args: str, capture_to: Path | None = None) -> None:
+    """Run one benchmark; with capture_to, its printed table becomes that markdown file."""
+    cmd = [sys.executable, str(REPO / "bench" / script), *args]
+    print("$", " ".join(cmd), flush=True)
+    env = {**os.environ, "GLOG_minloglevel": "2"}
+    if capture_to is None:
+        subprocess.run(cmd, check=True, env=env)
+        return
+    proc = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+    print(proc.stdout)
+    atomic_write_text(capture_to, f"## {script}\n\n```\n{proc.stdout.strip()}\n```\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    t0 = time.perf_counter()
+    features = ["xfeat", "sift"] if args.quick else ["xfeat", "sift", "aliked"]
+    run("bench_features.py", capture_to=out / "features.md")
+    run("bench_pipeline.py", "--features", *features, "--out", str(out), "--markdown", str(out / "pipeline.md"))
+    run("bench_compression.py", "--out", str(out), "--markdown", str(out / "compression.md"))
+    scene = out / "street_seed0_200f"
+    maps = [str(out / "synthetic-street-s0_xfeat_qp_0.03.sqz"), str(out / "synthetic-street-s0_xfeat.ssmap")]
+    run("bench_registration.py", *sum((["--map", m] for m in maps), []), "--dataset", str(scene),
+        "--markdown", str(out / "registration.md"))
+    run("bench_memory.py", *sum((["--map", m] for m in maps), []), "--dataset", str(scene),
+        "--markdown", str(out / "memory.md"))
+    run("bench_smo.py", "--sizes", "1000", "10000", "--out", str(out / "smo.md"))
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo"):
+        path = out / f"{name}.md"
+        if path.exists():
+            parts.append(path.read_text())
+    header = (f"# SceneSqueezer benchmark report\n\nMachine: {platform.platform()}, {os.cpu_count()} CPUs, "
+              f"Python {platform.python_version()}; total {time.perf_counter() - t0:.0f} s.\n\n")
+    atomic_write_text(out / "REPORT.md", header + "\n\n".join(parts))
+    print(f"report: {out / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
