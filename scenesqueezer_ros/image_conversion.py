@@ -8,7 +8,9 @@ scaled to 8 bits over the full 16-bit range (value / 257), as cv_bridge does.
 
 from __future__ import annotations
 
+import io
 import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -45,6 +47,10 @@ _ENCODINGS: dict[str, tuple[int, type, int | None]] = {
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+
+# A few hundred bytes of JPEG/PNG header can declare a 30000x30000 image; OpenCV would allocate
+# its pixels (2.7 GB) before finding out the data is missing. 64 Mpx is far above any camera.
+MAX_COMPRESSED_PIXELS = 64_000_000
 
 
 def _real_cv_bridge():
@@ -91,6 +97,8 @@ def _convert_raw(msg: Image) -> np.ndarray:
     row_bytes = width * channels * item
     if channels == 2:  # packed 4:2:2: two bytes per pixel
         row_bytes = width * 2
+        if width % 2:
+            raise ImageError(f"{encoding} packs pixel pairs, so its width must be even; got {width}")
     if step < row_bytes:
         raise ImageError(
             f"image step {step} is smaller than width * bytes per pixel = {row_bytes} "
@@ -115,7 +123,10 @@ def _convert_raw(msg: Image) -> np.ndarray:
         # Round-to-nearest division by 257 maps 0..65535 onto 0..255 exactly at both ends.
         pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if conversion is not None:
-        pixels = cv2.cvtColor(pixels, conversion)
+        try:
+            pixels = cv2.cvtColor(pixels, conversion)
+        except cv2.error as error:
+            raise ImageError(f"OpenCV cannot convert this {width}x{height} {encoding} image: {error}") from error
     return np.ascontiguousarray(pixels)
 
 
@@ -129,6 +140,12 @@ def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
     buffer = np.frombuffer(msg.data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageError("compressed image message has no data")
+    width, height = _compressed_image_size(bytes(msg.data), msg.format)
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ImageError(
+            f"compressed image declares {width}x{height} pixels, more than {MAX_COMPRESSED_PIXELS} "
+            "(a corrupt header or a decompression bomb); publish camera-sized images"
+        )
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ImageError(
@@ -142,6 +159,22 @@ def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
     if decoded.shape[2] == 4:
         return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def _compressed_image_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """(width, height) from the header alone, without decoding pixels (Pillow opens lazily)."""
+    from PIL import Image as PilImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PilImage.DecompressionBombWarning)
+            with PilImage.open(io.BytesIO(data)) as probe:
+                return probe.size
+    except Exception as error:  # noqa: BLE001 - any header Pillow cannot read is refused alike
+        raise ImageError(
+            f"could not decode the header of the compressed image (format {fmt!r}, {len(data)} bytes): "
+            f"{error}; publish JPEG or PNG"
+        ) from error
 
 
 def rgb_to_image_msg(rgb: np.ndarray, encoding: str = "rgb8", header=None) -> Image:

@@ -11,10 +11,14 @@ Run:  scenesqueezer_localizer_node --ros-args --params-file config/localizer.yam
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -112,6 +116,8 @@ class LocalizerNode(Node):
         self._localizer = None
         self._localizer_lock = threading.Lock()
         self._map_error = "no map loaded yet"
+        self._reload_error = ""  # last failed reload while an older map stays in use
+        self._last_stamp_ns: int | None = None
         self._camera_info: CameraInfo | None = None
         self._camera_cache: tuple[tuple, object] | None = None
         self._last_job: FrameJob | None = None
@@ -181,27 +187,56 @@ class LocalizerNode(Node):
                        "and call ~/reload_map")
             if self._localizer is None:
                 self._map_error = message
+            else:
+                self._reload_error = message
             self.get_logger().error(message)
             return False, message
         try:
-            from scenesqueezer_core.localize import Localizer
-
-            localizer = Localizer.from_file(path, conf=self.params.localizer_conf(), device=self.params.device)
+            localizer = self._load_localizer(path)
         except (SceneSqueezerError, OSError, ImportError, ValueError) as error:
             message = f"could not load map {path!r}: {error}"
             if self._localizer is None:
                 self._map_error = message
+            else:
+                message += "; still localizing with the previously loaded map"
+                self._reload_error = message
             self.get_logger().error(message)
             return False, message
         with self._localizer_lock:
             self._localizer = localizer
             self._map_error = ""
+            self._reload_error = ""
         if self.params.publish_point_cloud:
             self._cloud_pub.publish(points_to_cloud(localizer.map_points, localizer.map_colors,
                                                     self.params.map_frame, self.get_clock().now().to_msg()))
         message = f"loaded map {path} ({len(localizer.map_points)} points)"
         self.get_logger().info(message)
         return True, message
+
+    def _load_localizer(self, path: str):
+        """Load the map from a private snapshot of ``path``.
+
+        Map arrays are memory-mapped: if the user's file were overwritten in place (``cp new.ssmap
+        map.ssmap``) while in use, the node would read the new bytes under the old checksums, or
+        die of SIGBUS on pages past a shorter file's end. The snapshot is unlinked at once; the
+        mapping keeps its inode alive until the map is replaced.
+        """
+        from scenesqueezer_core.localize import Localizer
+
+        conf, device = self.params.localizer_conf(), self.params.device
+        source = Path(path)
+        if not source.is_file():  # the core names the problem (missing, a directory)
+            return Localizer.from_file(source, conf=conf, device=device)
+        fd, name = tempfile.mkstemp(prefix=f"scenesqueezer-{source.stem}-", suffix=source.suffix)
+        snapshot = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out)
+            return Localizer.from_file(snapshot, conf=conf, device=device)
+        except SceneSqueezerError as error:
+            raise type(error)(str(error).replace(str(snapshot), str(source))) from error
+        finally:
+            snapshot.unlink(missing_ok=True)
 
     def _on_reload_map(self, request, response):
         response.success, response.message = self._load_map()
@@ -245,7 +280,7 @@ class LocalizerNode(Node):
                 self.get_logger().error(f"localization crashed on a frame: {error!r}")
                 with self._counters_lock:
                     self._counters.errors += 1
-                result = None
+                result = self._publish_internal_error(job, error)
             if job.done is not None:
                 job.result = result
                 job.done.set()
@@ -259,7 +294,10 @@ class LocalizerNode(Node):
         with self._localizer_lock:
             localizer = self._localizer
         result = None
-        if localizer is None:
+        backwards = self._stamp_went_backwards(header) if job.done is None else ""
+        if backwards:
+            result = LocalizationResult(success=False, failure_reason=backwards)
+        elif localizer is None:
             result = LocalizationResult(success=False, failure_reason=self._map_error or "no map loaded")
         elif job.camera_info is None:
             result = LocalizationResult(
@@ -281,6 +319,31 @@ class LocalizerNode(Node):
                 result = LocalizationResult(success=False, failure_reason=str(error))
         self._publish(result, header, camera_frame)
         return result
+
+    def _publish_internal_error(self, job: FrameJob, error: Exception):
+        """A failure result for a frame whose processing raised: subscribers still hear of it."""
+        from scenesqueezer_core.localize import LocalizationResult
+
+        result = LocalizationResult(success=False, failure_reason=f"internal error, frame skipped: {error!r}")
+        try:
+            header = job.image_msg.header
+            self._publish(result, header, self.params.camera_frame or header.frame_id)
+        except Exception as publish_error:  # noqa: BLE001 - nothing more can be done for this frame
+            self.get_logger().error(f"could not publish the failure result: {publish_error!r}")
+        return result
+
+    def _stamp_went_backwards(self, header) -> str:
+        """A reason to skip the frame when its stamp is older than the previous frame's, else "".
+
+        The reference follows every frame, so after a clock reset (a bag loop) only the first
+        frame is skipped; TF and pose consumers would reject out-of-order data anyway.
+        """
+        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
+        if previous is not None and stamp_ns < previous:
+            return (f"image stamp went backwards by {(previous - stamp_ns) / 1e9:.3f} s (out-of-order "
+                    "delivery or a clock reset); frame skipped")
+        return ""
 
     def _camera_for(self, info: CameraInfo):
         key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model,
@@ -369,6 +432,8 @@ class LocalizerNode(Node):
         status = DiagnosticStatus(name=f"{self.get_name()}: localization", hardware_id=self.params.map_path)
         if self._localizer is None:
             status.level, status.message = DiagnosticStatus.ERROR, f"no map: {self._map_error}"
+        elif self._reload_error:
+            status.level, status.message = DiagnosticStatus.ERROR, f"map reload failed: {self._reload_error}"
         elif self._camera_info is None:
             status.level, status.message = DiagnosticStatus.WARN, "waiting for CameraInfo"
         elif snapshot.processed == 0:
