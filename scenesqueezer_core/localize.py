@@ -27,6 +27,8 @@ DEFAULT_LOCALIZER_CONF: dict[str, Any] = {
     "top_k": 15,
     "ransac_threshold_px": 12.0,
     "min_candidate_inliers": 12,  # a candidate takes part in the final PnP only above this
+    "min_candidate_agreement": 0.5,
+    "max_distance_to_candidate": 2.0,  # in scene depths of the inliers seen from the candidate frame; 0: off  # ... and if this share of its inliers fits the best candidate's pose
     "min_inliers": 40,  # never report a pose supported by fewer inliers
     "min_inlier_ratio": 0.2,  # inliers / correspondences of the final PnP
     "max_image_size": 1600,  # larger images are downscaled (intrinsics scaled alike)
@@ -49,6 +51,9 @@ class LocalizationDatabase(Protocol):
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""
 
+    def candidate_pose(self, index: int) -> Pose:
+        """cam_from_world of the frame a candidate's features live in (frame / representative)."""
+
 
 @dataclass
 class LocalizationResult:
@@ -60,6 +65,7 @@ class LocalizationResult:
     num_correspondences: int = 0
     candidate_ids: list[int] = field(default_factory=list)
     successful_candidates: list[int] = field(default_factory=list)
+    median_reprojection_error_px: float = float("nan")  # of the final inliers
     timings: dict[str, float] = field(default_factory=dict)  # seconds: extract, retrieve, match, pnp, total
 
     @property
@@ -129,6 +135,9 @@ class Localizer:
         t0 = time.perf_counter()
         colmap_camera = camera.to_pycolmap()
         inlier_pairs: list[np.ndarray] = []
+        candidate_poses: list[Pose] = []
+        candidate_labels: list[int] = []
+        candidate_indices: list[int] = []
         total_inliers = 0
         for cand_index, ((_, point_ids), matches) in enumerate(zip(candidates, all_matches)):
             if len(matches) < 4:
@@ -144,7 +153,9 @@ class Localizer:
                 continue
             mask = np.asarray(est["inlier_mask"], dtype=bool)
             inlier_pairs.append(np.stack([q_idx[mask], p_idx[mask]], axis=1))
-            result.successful_candidates.append(candidate_ids[cand_index])
+            candidate_poses.append(Pose.from_rigid3d(est["cam_from_world"]))
+            candidate_labels.append(candidate_ids[cand_index])
+            candidate_indices.append(int(order[cand_index]))
             total_inliers += int(mask.sum())
             if conf["early_exit_inliers"] and total_inliers >= conf["early_exit_inliers"]:
                 break
@@ -152,7 +163,9 @@ class Localizer:
             timings["pnp"] = time.perf_counter() - t0
             return self._finish(result, t_start, "no retrieved candidate could be registered (too few 2D-3D matches)")
 
-        union = np.unique(np.concatenate(inlier_pairs), axis=0)
+        agreeing = self._agreeing_candidates(inlier_pairs, candidate_poses, query.keypoints, camera)
+        result.successful_candidates = [candidate_labels[i] for i in agreeing]
+        union = np.unique(np.concatenate([inlier_pairs[i] for i in agreeing]), axis=0)
         result.num_correspondences = len(union)
         est = self._pnp(query.keypoints[union[:, 0]], self.database.points_xyz[union[:, 1]], colmap_camera,
                         covariance=True)
@@ -161,7 +174,12 @@ class Localizer:
             return self._finish(result, t_start, "final RANSAC+PnP found no pose")
         result.num_inliers = int(est["num_inliers"])
         pose = Pose.from_rigid3d(est["cam_from_world"])
-        reason = self._sanity_check(pose, est, union)
+        mask = np.asarray(est["inlier_mask"], dtype=bool)
+        projected = camera.project(pose.transform(self.database.points_xyz[union[mask, 1]]))
+        residuals = np.linalg.norm(projected - query.keypoints[union[mask, 0]], axis=1)
+        result.median_reprojection_error_px = float(np.median(residuals)) if len(residuals) else float("nan")
+        reason = self._sanity_check(pose, est, union) or self._near_candidates_check(
+            pose, [candidate_indices[i] for i in agreeing], union[mask, 1])
         if reason:
             return self._finish(result, t_start, reason)
         result.success = True
@@ -169,6 +187,32 @@ class Localizer:
         cov = est.get("covariance")
         result.covariance = None if cov is None else np.asarray(cov, dtype=np.float64)
         return self._finish(result, t_start, "")
+
+    def _agreeing_candidates(self, inlier_pairs: list[np.ndarray], poses: list[Pose], keypoints: np.ndarray,
+                             camera: Camera) -> list[int]:
+        """Candidates whose inliers the best-supported candidate's pose also explains.
+
+        Each candidate's RANSAC can "succeed" on wrong matches (dark or foreign images), and the
+        union of such candidates lets the final PnP assemble a confident wrong pose from many weak
+        ones. Only candidates consistent with the strongest one are merged (scale-free test: the
+        share of a candidate's inliers that reproject within the RANSAC threshold under the
+        reference pose).
+        """
+        best = int(np.argmax([len(p) for p in inlier_pairs]))
+        reference = poses[best]
+        threshold = float(self.conf["ransac_threshold_px"])
+        keep = []
+        for i, pairs in enumerate(inlier_pairs):
+            if i == best:
+                keep.append(i)
+                continue
+            cam_pts = reference.transform(self.database.points_xyz[pairs[:, 1]])
+            front = cam_pts[:, 2] > 1e-6
+            err = np.full(len(pairs), np.inf)
+            err[front] = np.linalg.norm(camera.project(cam_pts[front]) - keypoints[pairs[front, 0]], axis=1)
+            if np.mean(err < threshold) >= float(self.conf["min_candidate_agreement"]):
+                keep.append(i)
+        return keep
 
     def _pnp(self, points2d: np.ndarray, points3d: np.ndarray, camera: pycolmap.Camera, covariance: bool = False):
         options = pycolmap.AbsolutePoseEstimationOptions()
@@ -192,6 +236,28 @@ class Localizer:
         depths = pose.transform(self.database.points_xyz[union[mask, 1]])[:, 2]
         if np.mean(depths > 0) < 0.99:
             return "the estimated camera does not face its inlier points"
+        return ""
+
+    def _near_candidates_check(self, pose: Pose, candidate_indices: list[int], inlier_points: np.ndarray) -> str:
+        """Reject a pose far from every map frame that supplied its inliers.
+
+        Local features do not match across very different viewpoints, so a true query camera sees
+        the inlier points from near one of the frames that observed them. A camera several scene
+        depths away from all of them comes from perceptual aliasing (repeated facades, lit windows
+        at night). Scale-free: the distance is compared with the points' depth in that frame.
+        """
+        factor = float(self.conf["max_distance_to_candidate"])
+        if factor <= 0:
+            return ""
+        xyz = self.database.points_xyz[inlier_points]
+        ratios = []
+        for index in candidate_indices:
+            frame_pose = self.database.candidate_pose(index)
+            depth = np.median(np.abs(frame_pose.transform(xyz)[:, 2]))
+            ratios.append(np.linalg.norm(pose.center - frame_pose.center) / max(depth, 1e-9))
+        if ratios and min(ratios) > factor:
+            return (f"the pose lies {min(ratios):.1f} scene depths from the map frames that support it "
+                    "(perceptual aliasing)")
         return ""
 
     @staticmethod
@@ -267,6 +333,9 @@ class SceneMapDatabase:
         self.points_color = np.asarray(scene_map.points_color)
         self.candidate_ids = np.arange(scene_map.num_frames, dtype=np.int64)
         self.file_bytes = Path(scene_map.path).stat().st_size if scene_map.path else 0
+
+    def candidate_pose(self, index: int) -> Pose:
+        return self.scene_map.pose(index)
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         feats = self.scene_map.frame_features(index)

@@ -65,6 +65,9 @@ class CompressedMap:
         return np.asarray(self.cluster_point_ids[self.cluster_point_offsets[cluster]:self.cluster_point_offsets[cluster + 1]],
                           dtype=np.int64)
 
+    def candidate_pose(self, index: int) -> Pose:
+        return Pose(self.cluster_rotations[index], self.cluster_translations[index])
+
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """Kept points of a cluster projected into its representative frame (keypoint positions for
         learned matchers); points behind that frame are dropped."""
