@@ -27,13 +27,14 @@ DEFAULT_LOCALIZER_CONF: dict[str, Any] = {
     "top_k": 15,
     "ransac_threshold_px": 12.0,
     "min_candidate_inliers": 12,  # a candidate takes part in the final PnP only above this
-    "min_candidate_agreement": 0.5,
-    "max_distance_to_candidate": 2.0,  # in scene depths of the inliers seen from the candidate frame; 0: off  # ... and if this share of its inliers fits the best candidate's pose
+    "min_candidate_agreement": 0.5,  # ... and if this share of its inliers fits the best candidate's pose
+    "max_distance_to_candidate": 2.0,  # in scene depths of the inliers seen from the candidate frame; 0: off
     "min_inliers": 40,  # never report a pose supported by fewer inliers
     "min_inlier_ratio": 0.2,  # inliers / correspondences of the final PnP
     "max_image_size": 1600,  # larger images are downscaled (intrinsics scaled alike)
     "early_exit_inliers": 0,  # stop matching candidates once this many inliers are found (0: off)
     "ransac_seed": 0,  # fixed so that offline and online evaluations agree exactly
+    "precompute_candidates_max": 20000,  # prepare every candidate at load up to this many
 }
 
 
@@ -89,6 +90,11 @@ class Localizer:
         self.database = database
         self.extractor, self.matcher = load_feature_setup(database.feature_setup, device=device)
         self._candidate_cache: dict[int, tuple[Features, np.ndarray]] = {}
+        # Candidate features (projected kept points / triangulated keypoints) are prepared once at
+        # load, so query latency and memory stay flat from the first frame on.
+        if len(database.candidate_ids) <= int(self.conf["precompute_candidates_max"]):
+            for index in range(len(database.candidate_ids)):
+                self._candidate(index)
 
     @classmethod
     def from_file(cls, map_path: str | os.PathLike, conf: dict[str, Any] | None = None, device: str = "auto") -> Localizer:

@@ -391,7 +391,7 @@ def foreign_images():
 # street holds real repeated structure. The wrong poses have 54-190 inliers at ratios 0.31-0.49,
 # where true queries of this map score 0.89-0.99 (docs/RELIABILITY.md). Strict: a fix turns these
 # into failures that ask for the marker to go.
-KNOWN_FALSE_POSITIVES = {("street_seed7", 0), ("street_seed7", 1), ("street_seed7", 2), ("courtyard_seed3", 0)}
+KNOWN_FALSE_POSITIVES = {("street_seed7", 0), ("street_seed7", 1)}
 FOREIGN_PARAMS = [
     pytest.param(source, index, id=f"{source}_{index}",
                  marks=[pytest.mark.xfail(strict=True, reason="repeated texture: open false positive")]
