@@ -53,6 +53,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
     parser.add_argument("--markdown", default=None)
+    parser.add_argument("--splits", nargs="+", default=None, help="only these query splits (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,7 @@ def main() -> int:
         print(recall_rows[-1], flush=True)
 
     for name, root, splits in dataset_list(args.datasets, out, args.frames, args.seed):
+        splits = [s for s in splits if args.splits is None or s in args.splits] or splits
         map_path = out / f"{name}_{args.features}.ssmap"
         if not map_path.exists():
             build_map(root, map_path, features=args.features)

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("map_path")
     p.add_argument("output")
     p.add_argument("--ratio", type=float, default=0.015, help="fraction of each cluster's points to keep")
-    p.add_argument("--method", default="qp", help="qp | random | kc | kcp")
+    p.add_argument("--method", default="qp", help="qp | learned | random | kc | kcp")
     p.add_argument("--workers", type=int, default=None, help="process-pool size (default: CPU count)")
     p.add_argument("--executor", default="process", help="serial | process | ray (optional extra)")
     p.add_argument("--address", default=None, help="Ray cluster address with --executor ray")
@@ -159,8 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_quantizer)
 
     from .bag.cli import add_bag_commands
+    from .learned.train import add_train_command
 
     add_bag_commands(sub)
+    add_train_command(sub)
 
     p = sub.add_parser("demo", help="generate the default scene, build a map, localize, evaluate")
     p.add_argument("--workdir", default="outputs/demo")

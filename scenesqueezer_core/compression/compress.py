@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..features.base import merge_conf
 from ..mapping.scene_map import SceneMap
 
-METHODS = ("qp", "random", "kc", "kcp")
+METHODS = ("qp", "random", "kc", "kcp", "learned")
 
 DEFAULT_COMPRESS_CONF: dict[str, Any] = {
     "ratio": 0.015,  # nu: fraction of each cluster's points kept
@@ -33,6 +33,7 @@ DEFAULT_COMPRESS_CONF: dict[str, Any] = {
     "min_points_per_cluster": 30,  # a cluster never keeps fewer (small clusters still register)
     "max_smo_iter": 20000,
     "clustering": {},  # passed to compression.clustering.cluster_frames
+    "learned_weights": None,  # method "learned": safetensors path; None = the shipped weights of the feature setup
     "seed": 0,
 }
 
@@ -50,6 +51,8 @@ class ClusterTask:
     visibility: Any  # scipy.sparse csr (frames of the cluster, m)
     budget: int
     conf: dict[str, Any]
+    learned_inputs: dict[str, np.ndarray] | None = None  # method "learned": learned.data.cluster_inputs arrays
+    learned_weights: str | None = None  # method "learned": weights path (the worker loads it once, cached)
 
 
 @dataclass
@@ -105,6 +108,21 @@ def select_cluster(task: ClusterTask) -> ClusterSelection:
             # budget's worth with the largest weights.
             kept = kept[np.argsort(-result.alpha[kept], kind="stable")[:task.budget]]
         local = kept
+    elif method == "learned":
+        from ..learned.inference import load_learned_model, score_cluster
+
+        t0 = time.perf_counter()
+        model, _ = load_learned_model(task.learned_weights)
+        d, feats, tau = score_cluster(model, task.learned_inputs, seed=conf["seed"] + task.cluster_index)
+        seconds["scores"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        nu = task.budget / m
+        result = solve_qp_smo(d, features=feats, gamma=1.0, tau=tau, nu=nu, max_iter=conf["max_smo_iter"])
+        seconds["qp"] = time.perf_counter() - t0
+        kept = result.kept
+        if len(kept) > task.budget:
+            kept = kept[np.argsort(-result.alpha[kept], kind="stable")[:task.budget]]
+        local = kept
     else:
         raise ConfigError(f"unknown compression method {method!r}; choose one of {', '.join(METHODS)}")
     local = np.asarray(local, dtype=np.int64)
@@ -123,11 +141,18 @@ def _tasks(scene_map: SceneMap, clusters, conf: dict[str, Any], point_desc: np.n
         if m == 0:
             continue
         budget = min(m, max(int(math.ceil(conf["ratio"] * m)), conf["min_points_per_cluster"]))
+        learned_inputs = learned_weights = None
+        if conf["method"] == "learned" and budget < m:
+            from ..learned.data import cluster_inputs
+            from ..learned.inference import learned_weights_for
+
+            learned_inputs = cluster_inputs(scene_map, frames, cluster.anchor, cluster.verification, point_ids)
+            learned_weights = learned_weights_for(conf, scene_map.feature_setup)
         tasks.append(ClusterTask(
             cluster_index=ci, point_ids=point_ids, xyz=np.asarray(scene_map.points_xyz[point_ids]),
             descriptors=point_desc[point_ids], track_lengths=track_lengths[point_ids],
             errors=np.asarray(scene_map.points_error[point_ids]), visibility=sub[:, point_ids].tocsr(),
-            budget=budget, conf=conf,
+            budget=budget, conf=conf, learned_inputs=learned_inputs, learned_weights=learned_weights,
         ))
     return tasks
 
