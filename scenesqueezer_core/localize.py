@@ -32,7 +32,7 @@ DEFAULT_LOCALIZER_CONF: dict[str, Any] = {
     "min_inliers": 40,  # never report a pose supported by fewer inliers
     "min_inlier_ratio": 0.2,  # inliers / correspondences of the final PnP
     "max_image_size": 1600,  # larger images are downscaled (intrinsics scaled alike)
-    "early_exit_inliers": 0,  # stop matching candidates once this many inliers are found (0: off)
+    "early_exit_inliers": 200,  # stop matching candidates once this many inliers are found (0: off)
     "ransac_seed": 0,  # fixed so that offline and online evaluations agree exactly
     "precompute_candidates_max": 20000,  # prepare every candidate at load up to this many
 }
@@ -135,7 +135,12 @@ class Localizer:
 
         t0 = time.perf_counter()
         candidates = [self._candidate(int(i)) for i in order]
-        all_matches = self.matcher.match_many(query, [c[0] for c in candidates])
+        early_exit = int(conf["early_exit_inliers"])
+        if early_exit:
+            # matched lazily, in retrieval order, so that an early exit also saves the matching
+            all_matches = _LazyMatches(self.matcher, query, [c[0] for c in candidates], timings)
+        else:
+            all_matches = self.matcher.match_many(query, [c[0] for c in candidates])
         timings["match"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -165,6 +170,9 @@ class Localizer:
             total_inliers += int(mask.sum())
             if conf["early_exit_inliers"] and total_inliers >= conf["early_exit_inliers"]:
                 break
+        if early_exit:  # the lazy matching ran inside the loop: keep the stage times apart
+            timings["match"] += all_matches.seconds
+            t0 += all_matches.seconds
         if not inlier_pairs:
             timings["pnp"] = time.perf_counter() - t0
             return self._finish(result, t_start, "no retrieved candidate could be registered (too few 2D-3D matches)")
@@ -273,6 +281,24 @@ class Localizer:
             result.timings.setdefault(key, 0.0)
         result.timings["total"] = time.perf_counter() - t_start
         return result
+
+
+class _LazyMatches:
+    """Sequence of Matches computed on first access (query against one candidate each)."""
+
+    def __init__(self, matcher, query: Features, others: list[Features], timings: dict[str, float]):
+        self.matcher, self.query, self.others = matcher, query, others
+        self.seconds = 0.0
+
+    def __iter__(self):
+        for other in self.others:
+            t0 = time.perf_counter()
+            matches = self.matcher.match(self.query, other)
+            self.seconds += time.perf_counter() - t0
+            yield matches
+
+    def __len__(self) -> int:
+        return len(self.others)
 
 
 def _validate_conf(conf: dict[str, Any]) -> None:
