@@ -95,42 +95,11 @@ def camera_info_to_camera(msg: CameraInfo) -> Camera:
     ROS puts pixel centres at integer coordinates, COLMAP at +0.5: the principal point shifts by
     half a pixel. Binning and a region of interest are applied as the camera driver describes them.
     """
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise CameraModelError(
-            f"CameraInfo has no calibration (K = {k.reshape(-1).tolist()}); calibrate the camera "
-            "(camera_calibration) and publish its CameraInfo"
-        )
-    # Corner convention first: binning scales corner-based coordinates exactly.
-    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5
-    width, height = int(msg.width), int(msg.height)
-    roi = msg.roi
-    if roi.width > 0 and roi.height > 0 and (roi.width, roi.height) != (width, height):
-        cx, cy = cx - roi.x_offset, cy - roi.y_offset
-        width, height = int(roi.width), int(roi.height)
-    bin_x, bin_y = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    if bin_x > 1 or bin_y > 1:
-        fx, cx, width = fx / bin_x, cx / bin_x, width // bin_x
-        fy, cy, height = fy / bin_y, cy / bin_y, height // bin_y
+    # One implementation for live messages and bag messages (duck-typed on CameraInfo's fields), so
+    # that the node and the offline replay see exactly the same intrinsics.
+    from scenesqueezer_core.bag.messages import camera_info_to_camera as core_camera_info_to_camera
 
-    distortion = np.asarray(msg.d, dtype=np.float64)
-    model = msg.distortion_model
-    if distortion.size == 0 or not np.any(distortion):
-        return Camera("PINHOLE", width, height, np.array([fx, fy, cx, cy]))
-    if model in ("plumb_bob", "rational_polynomial"):
-        k1, k2, p1, p2 = (list(distortion[:4]) + [0.0] * 4)[:4]
-        higher = distortion[4:]
-        if np.any(np.abs(higher) > 1e-12):
-            raise CameraModelError(
-                f"CameraInfo distortion {model} has higher-order terms {higher.tolist()} that the "
-                "OPENCV model (k1, k2, p1, p2) cannot represent; rectify the images (image_proc) "
-                "and publish the rectified CameraInfo"
-            )
-        return Camera("OPENCV", width, height, np.array([fx, fy, cx, cy, k1, k2, p1, p2]))
-    raise CameraModelError(
-        f"unsupported CameraInfo distortion model {model!r}; supported: plumb_bob, "
-        "rational_polynomial (k3..k6 = 0), or no distortion. Rectify the images with image_proc."
-    )
+    return core_camera_info_to_camera(msg)
 
 
 def camera_to_camera_info(camera: Camera, header=None) -> CameraInfo:

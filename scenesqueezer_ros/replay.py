@@ -14,7 +14,6 @@ next frame only once the node has answered the previous one, so every frame is e
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -288,11 +287,6 @@ def rclpy_node(context):
 
 
 def _stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
-    # SIGINT, not SIGTERM: pycolmap's glog handler dumps a stack trace on SIGTERM.
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    from .testing import stop_node
+
+    stop_node(process, timeout)

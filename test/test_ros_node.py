@@ -8,9 +8,7 @@ import pytest
 
 from scenesqueezer_ros.testing import (
     REPO_ROOT,
-    call_trigger,
     isolate_ros_environment,
-    spin_until,
     start_node,
     stop_node,
 )
