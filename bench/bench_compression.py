@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+from common import emit  # noqa: E402
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
 from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
 from scenesqueezer_core.localize import localize_dataset  # noqa: E402
@@ -102,10 +102,7 @@ def main() -> int:
                                f"cres_{name}_{method}_{ratio}_{split}.json")
     text = ("## Compression: recall vs map bytes (features: " + args.features + ")\n\n" + "\n".join(recall_rows)
             + "\n\n## Compression time by stage (seed Table D)\n\n" + "\n".join(time_rows) + "\n")
-    print("\n" + text)
-    if args.markdown:
-        atomic_write_text(args.markdown, text)
-    return 0
+    return emit(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+from common import emit  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -78,10 +78,7 @@ def main() -> int:
                     f"| {full.get('peak_rss_mb', float('nan')):.0f} | {full.get('localized', '-')}/{args.queries if args.dataset else '-'} |")
         print(rows[-1], flush=True)
     text = "## Map load time and memory\n\n" + "\n".join(rows) + "\n"
-    print("\n" + text)
-    if args.markdown:
-        atomic_write_text(args.markdown, text)
-    return 0
+    return emit(text, args.markdown)
 
 
 if __name__ == "__main__":

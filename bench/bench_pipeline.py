@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+from common import emit  # noqa: E402
 from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
 from scenesqueezer_core.localize import localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
@@ -79,10 +79,7 @@ def main() -> int:
                 )
                 print(rows[-1], flush=True)
     table = "\n".join(rows)
-    print("\n" + table)
-    if args.markdown:
-        atomic_write_text(args.markdown, "## Uncompressed pipeline\n\n" + table + "\n")
-    return 0
+    return emit("## Uncompressed pipeline\n\n" + table + "\n", args.markdown)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+from common import emit  # noqa: E402
 from scenesqueezer_core.dataset import load_dataset, read_image  # noqa: E402
 from scenesqueezer_core.evaluate import compute_metrics  # noqa: E402
 from scenesqueezer_core.localize import Localizer, load_database  # noqa: E402
@@ -67,10 +67,7 @@ def main() -> int:
                         f"| {t['match']:.3f} | {t['pnp']:.3f} | {t['total']:.3f} | {p90:.3f} | {100 * m['recall']['0.25m_2deg']:.1f} |")
             print(rows[-1], flush=True)
     text = "## Registration time vs top-k (seed Table E)\n\n" + "\n".join(rows) + "\n"
-    print("\n" + text)
-    if args.markdown:
-        atomic_write_text(args.markdown, text)
-    return 0
+    return emit(text, args.markdown)
 
 
 if __name__ == "__main__":
