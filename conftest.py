@@ -9,6 +9,18 @@ SHARED_DATA = Path(os.environ.get("SCENESQUEEZER_SHARED_DATA", REPO_ROOT.parent 
 sys.path.insert(0, str(REPO_ROOT))
 
 
+try:
+    from hypothesis import settings as _hypothesis_settings
+
+    # CI explores the same examples on every run (a failure is reproducible from the log);
+    # local runs keep hypothesis' random exploration to find new counterexamples.
+    _hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
+except ImportError:  # hypothesis is a test requirement; collection will report it
+    pass
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a CI run should spend (deselected with -m 'not slow')")
 

@@ -54,7 +54,9 @@ def qp_select(d: torch.Tensor, kernel_features: torch.Tensor, tau: torch.Tensor,
     alpha = torch.zeros(m, dtype=d.dtype, device=d.device)
     alpha[torch.as_tensor(upper, device=d.device)] = C
     if len(free) == 0:
-        return alpha
+        # Every point sits at a bound: the solution is locally constant, so its gradient is zero;
+        # keep it attached to the inputs so that a loss on it can still be back-propagated.
+        return alpha + 0.0 * (d.sum() + kernel_features.sum() + tau.sum()).to(alpha.dtype)
     free_t = torch.as_tensor(free, device=d.device)
     f_free = kernel_features[free_t].double()
     K_ff = rbf_kernel(f_free, f_free)
