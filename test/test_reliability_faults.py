@@ -36,11 +36,19 @@ def compression_runs(small_street_map, tmp_path_factory):
     root = tmp_path_factory.mktemp("compress")
     output = root / "street.sqz"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="2")
+    # Time an uninterrupted run on this machine first, then kill another one half-way through, so
+    # that the kill lands mid-run whether the machine is fast or loaded.
+    t0 = time.perf_counter()
+    timed = subprocess.run(_compress_command(small_street_map, root / "timed" / "street.sqz"), cwd=str(REPO_ROOT),
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert timed.returncode == 0, timed.stderr[-2000:]
+    duration = time.perf_counter() - t0
     killed = subprocess.Popen(_compress_command(small_street_map, output), cwd=str(REPO_ROOT), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(12.0)  # clustering and selection done, quantization under way (~35 s in all)
+    time.sleep(0.5 * duration)
     still_running = killed.poll() is None
-    os.killpg(killed.pid, signal.SIGKILL)  # its own session: the process and anything it spawned
+    if still_running:
+        os.killpg(killed.pid, signal.SIGKILL)  # its own session: the process and anything it spawned
     killed.wait()
     after_kill = {"still_running": still_running, "output_exists": output.exists(),
                   "temp_files": _temp_files(root, output.name)}
