@@ -138,7 +138,7 @@ class Localizer:
         early_exit = int(conf["early_exit_inliers"])
         if early_exit:
             # matched lazily, in retrieval order, so that an early exit also saves the matching
-            all_matches = _LazyMatches(self.matcher, query, [c[0] for c in candidates], timings)
+            all_matches = _LazyMatches(self.matcher, query, [c[0] for c in candidates])
         else:
             all_matches = self.matcher.match_many(query, [c[0] for c in candidates])
         timings["match"] = time.perf_counter() - t0
@@ -286,7 +286,7 @@ class Localizer:
 class _LazyMatches:
     """Sequence of Matches computed on first access (query against one candidate each)."""
 
-    def __init__(self, matcher, query: Features, others: list[Features], timings: dict[str, float]):
+    def __init__(self, matcher, query: Features, others: list[Features]):
         self.matcher, self.query, self.others = matcher, query, others
         self.seconds = 0.0
 

@@ -43,3 +43,22 @@ def batches_by_size(images: list[np.ndarray], batch_size: int) -> list[list[int]
         for indices in groups.values()
         for start in range(0, len(indices), batch_size)
     ]
+
+
+def extract_in_batches(images: list, batch_size: int, device: str, run_batch) -> list:
+    """Shared batching loop of the PyTorch extractors.
+
+    ``run_batch(tensor (B, 3, H, W), width, height) -> list[Features]`` runs the model on images of
+    one size; results come back in input order.
+    """
+    import torch
+
+    images = [check_rgb_image(im) for im in images]
+    results: list = [None] * len(images)
+    for batch in batches_by_size(images, batch_size):
+        height, width = images[batch[0]].shape[:2]
+        with torch.inference_mode():
+            features = run_batch(to_tensor_batch([images[i] for i in batch], device), width, height)
+        for index, feats in zip(batch, features):
+            results[index] = feats
+    return results

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Extractor, Features
-from .images import batches_by_size, check_rgb_image, to_tensor_batch
+from .images import extract_in_batches
 from .weights import load_state_dict, packaged_weights
 
 
@@ -55,21 +55,13 @@ class XFeatExtractor(Extractor):
         return self.extract_batch([image])[0]
 
     def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
-        import torch
+        return extract_in_batches(images, int(self.conf["batch_size"]), self.device, self._run_batch)
 
-        images = [check_rgb_image(im) for im in images]
-        results: list[Features | None] = [None] * len(images)
-        for batch in batches_by_size(images, int(self.conf["batch_size"])):
-            height, width = images[batch[0]].shape[:2]
-            # Half a pixel of the grid XFeat detects on, in original pixels (see the class docstring).
-            half_cell = 0.5 * np.array([width / (width // 32 * 32), height / (height // 32 * 32)], np.float32)
-            with torch.inference_mode():
-                outputs = self.model.detectAndCompute(to_tensor_batch([images[i] for i in batch], self.device))
-            for index, out in zip(batch, outputs):
-                results[index] = Features(
-                    keypoints=out["keypoints"].float().cpu().numpy() + half_cell,
-                    scores=out["scores"].float().cpu().numpy(),
-                    descriptors=out["descriptors"].float().cpu().numpy(),
-                    image_size=(width, height),
-                )
-        return results  # type: ignore[return-value]
+    def _run_batch(self, batch, width: int, height: int) -> list[Features]:
+        # Half a pixel of the grid XFeat detects on, in original pixels (see the class docstring).
+        half_cell = 0.5 * np.array([width / (width // 32 * 32), height / (height // 32 * 32)], np.float32)
+        return [Features(keypoints=out["keypoints"].float().cpu().numpy() + half_cell,
+                         scores=out["scores"].float().cpu().numpy(),
+                         descriptors=out["descriptors"].float().cpu().numpy(),
+                         image_size=(width, height))
+                for out in self.model.detectAndCompute(batch)]
