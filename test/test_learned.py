@@ -1,6 +1,7 @@
 """Learned selection: network parts, differentiable QP, losses, training data, exact resume, compress."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from scenesqueezer_core.learned.qp import qp_select, rbf_kernel
 
 torch.set_num_threads(1)
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL = LearnedConfig(unet_dims=(16, 32), neighbours=8)
 
 
@@ -193,6 +195,53 @@ def test_training_resumes_exactly_after_a_kill(samples_dir, tmp_path):
     # training moved the weights (so equality above is not trivially true of an untouched model)
     init = SceneSqueezerNet(SMALL).state_dict()
     assert any(not torch.equal(a[k], init[k]) for k in a if k in init and a[k].shape == init[k].shape)
+
+
+def test_training_resumes_exactly_after_sigkill(samples_dir, tmp_path):
+    """A real training process killed with SIGKILL after its first checkpoint, then run again,
+    ends with the same weights and log as a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    conf = {"steps": 12, "stage1_steps": 4, "checkpoint_every": 2, "validate_every": 4, "points_per_step": 200,
+            "threads": 1, "device": "cpu", "model": SMALL.to_dict()}
+    full = train_with_conf(samples_dir, tmp_path / "full", conf)
+    run_dir = tmp_path / "killed"
+    code = ("import json, sys; from scenesqueezer_core.learned.train import train; "
+            "train([sys.argv[1]], sys.argv[2], [sys.argv[1]], json.loads(sys.argv[3]), progress=False)")
+    command = [sys.executable, "-c", code, str(samples_dir), str(run_dir), json.dumps(conf)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (run_dir / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    still_running = process.poll() is None
+    if still_running:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert still_running, "training finished before the kill; give it more steps"
+    assert not (run_dir / "weights.safetensors").exists()
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 2 <= killed_at < conf["steps"]
+    resumed = train_with_conf(samples_dir, run_dir, conf)
+    a, b = load_file(full["weights"]), load_file(resumed["weights"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda lines: [",".join(v for i, v in enumerate(l.split(",")) if i != 6) for l in lines]  # noqa: E731 drop seconds
+    assert strip((tmp_path / "full" / "log.csv").read_text().splitlines()) == \
+        strip((run_dir / "log.csv").read_text().splitlines())
+    assert resumed["validation"] == full["validation"]
+
+
+def train_with_conf(samples_dir, out, conf):
+    from scenesqueezer_core.learned.train import train
+
+    return train([str(samples_dir)], out, [str(samples_dir)], conf, progress=False)
 
 
 def test_compress_learned_from_cli(small_street_map, tmp_path):
