@@ -42,5 +42,6 @@ setup(
             "scenesqueezer_localizer_node = scenesqueezer_ros.localizer_node:main",
         ]
     },
+    extras_require={"ray": ["ray>=2.40"]},  # compress --executor ray
     zip_safe=False,
 )

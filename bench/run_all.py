@@ -56,7 +56,9 @@ def main() -> int:
     run("bench_memory.py", *sum((["--map", m] for m in maps), []), "--dataset", str(scene),
         "--markdown", str(out / "memory.md"))
     run("bench_smo.py", "--sizes", "1000", "10000", "--out", str(out / "smo.md"))
-    for name in ("features", "pipeline", "compression", "registration", "memory", "smo"):
+    if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
+        run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "scale"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())

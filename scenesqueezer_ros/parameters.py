@@ -53,6 +53,9 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
                   value_range=(6, 100000)),
     ParameterSpec("min_inlier_ratio", 0.2, "A pose whose inliers / correspondences is lower is "
                   "reported as a failure.", value_range=(0.0, 1.0)),
+    ParameterSpec("min_hypothesis_margin", 1.6, "The best candidate's inliers must outnumber those of "
+                  "the strongest candidate contradicting its pose by this factor (perceptual "
+                  "aliasing guard; 0 turns it off).", value_range=(0.0, 100.0)),
     ParameterSpec("max_rate_hz", 0.0, "Upper bound on localizations per second (0: as fast as the "
                   "localizer runs). Frames arriving in between are dropped, newest kept.",
                   value_range=(0.0, 1000.0)),
@@ -85,6 +88,7 @@ class LocalizerParameters:
     ransac_threshold_px: float
     min_inliers: int
     min_inlier_ratio: float
+    min_hypothesis_margin: float
     max_rate_hz: float
     map_frame: str
     odom_frame: str
@@ -100,6 +104,7 @@ class LocalizerParameters:
             "ransac_threshold_px": self.ransac_threshold_px,
             "min_inliers": self.min_inliers,
             "min_inlier_ratio": self.min_inlier_ratio,
+            "min_hypothesis_margin": self.min_hypothesis_margin,
         }
 
 

@@ -60,12 +60,33 @@ def report_clusters(path):
     return CompressedMap.load(path).info["clusters"]
 
 
+def _assert_same_map(path_a, path_b):
+    from scenesqueezer_core.compression.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES
+
+    a, b = CompressedMap.load(path_a), CompressedMap.load(path_b)
+    for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.info["clusters"] == b.info["clusters"]
+
+
 def test_executors_give_identical_files(small_street_map, tmp_path):
     serial = compress_map(small_street_map, tmp_path / "a.sqz", {"ratio": 0.1}, executor="serial")
     pooled = compress_map(small_street_map, tmp_path / "b.sqz", {"ratio": 0.1}, executor="process", workers=2)
-    a, b = CompressedMap.load(serial["path"]), CompressedMap.load(pooled["path"])
-    assert np.array_equal(a.points_xyz, b.points_xyz) and np.array_equal(a.points_codes, b.points_codes)
-    assert np.array_equal(a.cluster_point_ids, b.cluster_point_ids)
+    _assert_same_map(serial["path"], pooled["path"])
+    assert CompressedMap.load(serial["path"]).cluster_frame_centers is not None
+
+
+def test_ray_executor_with_two_local_workers_gives_the_same_file(small_street_map, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'scenesqueezer[ray]'); scripts/setup_env.sh installs it")
+    from scenesqueezer_core.cli import main
+
+    serial = compress_map(small_street_map, tmp_path / "a.sqz", {"ratio": 0.1}, executor="serial")
+    assert main(["compress", str(small_street_map), str(tmp_path / "ray.sqz"), "--ratio", "0.1",
+                 "--executor", "ray", "--workers", "2"]) == 0
+    _assert_same_map(serial["path"], tmp_path / "ray.sqz")
+    import ray
+
+    assert not ray.is_initialized(), "the local Ray instance started for the compression must be shut down"
 
 
 def test_bad_options_and_no_partial_output(small_street_map, tmp_path):

@@ -170,10 +170,18 @@ def run_selection(tasks: list[ClusterTask], executor: str = "process", workers: 
         try:
             import ray
         except ImportError as exc:
-            raise ConfigError("--executor ray needs the optional extra: pip install 'ray[default]'") from exc
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        remote = ray.remote(select_cluster)
-        return ray.get([remote.remote(t) for t in tasks])
+            raise ConfigError("--executor ray needs the optional extra: pip install 'scenesqueezer[ray]' (or pip install ray)") from exc
+        started_here = not ray.is_initialized()
+        if started_here:
+            # address None starts a local instance sized by --workers; a cluster brings its own CPUs
+            ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count() or 1),
+                     include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(select_cluster)
+            return ray.get([remote.remote(t) for t in tasks])
+        finally:
+            if started_here:
+                ray.shutdown()
     raise ConfigError(f"unknown executor {executor!r}; choose serial, process or ray")
 
 
@@ -242,6 +250,9 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
         points_xyz=np.asarray(scene_map.points_xyz[kept_union], dtype=np.float32),
         points_codes=codes,
         points_color=np.asarray(scene_map.points_color[kept_union], dtype=np.uint8),
+        cluster_frame_offsets=np.concatenate([[0], np.cumsum([len(clusters[ci].frame_ids) for ci in used])]).astype(np.int64),
+        cluster_frame_centers=np.array([scene_map.pose(int(f)).center for ci in used for f in clusters[ci].frame_ids],
+                                       dtype=np.float32).reshape(-1, 3),
         info={
             "source_map": str(map_path),
             "source_map_bytes": Path(map_path).stat().st_size,

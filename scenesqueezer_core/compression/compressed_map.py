@@ -26,6 +26,8 @@ from .quantizer import load_descriptor_quantizer
 COMPRESSED_MAP_KIND = "compressed_map"
 ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_codes", "cluster_point_offsets",
                "cluster_point_ids", "points_xyz", "points_codes", "points_color"]
+# Written since format 1.1; maps without them fall back to the representative frame's centre.
+OPTIONAL_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 
 
 @dataclass
@@ -42,6 +44,9 @@ class CompressedMap:
     points_xyz: np.ndarray  # (P, 3) float32
     points_codes: np.ndarray  # (P, B) uint8 quantized descriptors
     points_color: np.ndarray  # (P, 3) uint8
+    # camera centres of every frame of each cluster: where a true query can stand (near-frame check)
+    cluster_frame_offsets: np.ndarray | None = None  # (C + 1,) int64
+    cluster_frame_centers: np.ndarray | None = None  # (F, 3) float32
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     # filled at load: decoded arrays and the models
@@ -68,6 +73,13 @@ class CompressedMap:
     def candidate_pose(self, index: int) -> Pose:
         return Pose(self.cluster_rotations[index], self.cluster_translations[index])
 
+    def candidate_centers(self, index: int) -> np.ndarray:
+        """(K, 3) camera centres of the cluster's frames (the representative frame's alone in older maps)."""
+        if self.cluster_frame_centers is None or self.cluster_frame_offsets is None:
+            return self.candidate_pose(index).center[None]
+        start, stop = int(self.cluster_frame_offsets[index]), int(self.cluster_frame_offsets[index + 1])
+        return np.asarray(self.cluster_frame_centers[start:stop], dtype=np.float64)
+
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """Kept points of a cluster projected into its representative frame (keypoint positions for
         learned matchers); points behind that frame are dropped."""
@@ -89,7 +101,8 @@ class CompressedMap:
                         for c in self.cameras],
             "info": self.info,
         }
-        arrays = {name: getattr(self, name) for name in ARRAY_NAMES}
+        arrays = {name: getattr(self, name) for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES
+                  if getattr(self, name) is not None}
         self.path = write_map_file(path, COMPRESSED_MAP_KIND, meta, arrays)
         return self.path
 
@@ -106,8 +119,12 @@ class CompressedMap:
             models = info["models"]
         except (KeyError, TypeError, ValueError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
+        optional = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
+        if len(optional) == 1:
+            raise MapFileError(f"compressed map {path} holds only one of {' and '.join(OPTIONAL_ARRAY_NAMES)}; "
+                               "recompress the map")
         cmap = cls(feature_setup=feature_setup, cameras=cameras, info=info, path=Path(path),
-                   **{k: container.arrays[k] for k in ARRAY_NAMES})
+                   **{k: container.arrays[k] for k in ARRAY_NAMES}, **optional)
         cmap.validate()
         cmap._decode(models)
         return cmap
@@ -149,5 +166,12 @@ class CompressedMap:
             problems.append("point arrays disagree in length")
         if p and not np.all(np.isfinite(self.points_xyz)):
             problems.append("point positions are not finite")
+        if self.cluster_frame_offsets is not None and self.cluster_frame_centers is not None:
+            offsets, centers = self.cluster_frame_offsets, self.cluster_frame_centers
+            if (offsets.shape != (c + 1,) or int(offsets[0]) != 0 or np.any(np.diff(offsets) < 1)
+                    or centers.ndim != 2 or centers.shape[1:] != (3,) or int(offsets[-1]) != len(centers)):
+                problems.append("cluster frame offsets do not match the frame centres")
+            elif not np.all(np.isfinite(centers)):
+                problems.append("cluster frame centres are not finite")
         if problems:
             raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")

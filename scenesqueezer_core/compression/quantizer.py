@@ -155,7 +155,7 @@ class DSQAutoEncoder(nn.Module):
         "features": "",
     }
 
-    def __init__(self, conf: dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(self, conf: dict[str, Any] | None = None, init_weights: bool = True, **overrides: Any) -> None:
         super().__init__()
         conf = {**(conf or {}), **overrides}
         unknown = sorted(set(conf) - set(self.default_conf))
@@ -171,7 +171,8 @@ class DSQAutoEncoder(nn.Module):
         self.pre_quant = nn.Linear(code, code)  # Eq. 7's MLP before the sigmoid
         self.dsq = DSQ(bits=int(self.conf["bits"]), alpha=float(self.conf["alpha"]))
         self.decoder = _ResidualMLP(code, hidden, in_dim)
-        self._init_companding()
+        if init_weights:
+            self._init_companding()
         self.eval()
 
     @torch.no_grad()
@@ -309,7 +310,10 @@ class DSQAutoEncoder(nn.Module):
             )
         if metadata.get("kind") != cls.kind:
             raise MapFileError(f"{source} holds a '{metadata.get('kind')}' quantizer, expected '{cls.kind}'")
-        model = cls(json.loads(metadata["config"]))
+        # The stored weights replace every parameter: build on the meta device and skip the random
+        # initialization (a QR and a pseudo-inverse of the rotation, 0.2 s of every map load).
+        with torch.device("meta"):
+            model = cls(json.loads(metadata["config"]), init_weights=False)
         try:
             tensors = load(data)
         except Exception as exc:  # safetensors raises its own error types
@@ -321,7 +325,7 @@ class DSQAutoEncoder(nn.Module):
                     f"{source}: weights hash {actual[:12]}... differs from the hash {wanted[:12]}... recorded by "
                     f"{what}; the file is corrupt or belongs to another map: use the matching quantizer file"
                 )
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
         if missing or unexpected:
             raise MapFileError(f"{source}: weights do not fit the config (missing {missing}, unexpected {unexpected})")
         model.eval()
