@@ -35,6 +35,9 @@ DEFAULT_LOCALIZER_CONF: dict[str, Any] = {
     "max_image_size": 1600,  # larger images are downscaled (intrinsics scaled alike)
     "early_exit_inliers": 200,  # stop matching candidates once this many inliers are found (0: off)
     "ransac_seed": 0,  # fixed so that offline and online evaluations agree exactly
+    # pycolmap's 10000 spends most PnP time on candidates with hopeless matches; 2000 trials still
+    # find a 12 % inlier set with 97 % probability (same poses on the benchmarks, 10 % faster)
+    "ransac_max_trials": 2000,
     "precompute_candidates_max": 20000,  # prepare every candidate at load up to this many
 }
 
@@ -259,6 +262,7 @@ class Localizer:
         options = pycolmap.AbsolutePoseEstimationOptions()
         options.ransac.max_error = float(self.conf["ransac_threshold_px"])
         options.ransac.random_seed = int(self.conf["ransac_seed"])
+        options.ransac.max_num_trials = int(self.conf["ransac_max_trials"])
         return pycolmap.estimate_and_refine_absolute_pose(
             np.asarray(points2d, dtype=np.float64), np.asarray(points3d, dtype=np.float64), camera,
             estimation_options=options, return_covariance=covariance,
@@ -338,6 +342,10 @@ def _validate_conf(conf: dict[str, Any]) -> None:
         raise ConfigError(f"min_inliers must be >= 6 (a pose from fewer is noise), got {conf['min_inliers']}")
     if not 0.0 <= float(conf["min_inlier_ratio"]) <= 1.0:
         raise ConfigError(f"min_inlier_ratio must be in [0, 1], got {conf['min_inlier_ratio']}")
+    if not float(conf["min_hypothesis_margin"]) >= 0.0:
+        raise ConfigError(f"min_hypothesis_margin must be >= 0 (0 turns the check off), got {conf['min_hypothesis_margin']}")
+    if int(conf["ransac_max_trials"]) < 100:
+        raise ConfigError(f"ransac_max_trials must be >= 100, got {conf['ransac_max_trials']}")
 
 
 def _prepare_image(image: np.ndarray, camera: Camera, max_size: int) -> tuple[np.ndarray, Camera]:

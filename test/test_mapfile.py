@@ -129,3 +129,104 @@ def test_no_partial_file_on_failure(tmp_path):
     with pytest.raises(TypeError):
         write_map_file(tmp_path / "m.ssmap", "scene_map", {}, bad)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- structure-aware fuzzing of a whole CompressedMap: every array replaced by random content ----
+# The container's checksums are recomputed for the mutated arrays, so only the semantic checks of
+# CompressedMap.load (shapes, dtypes, offsets, ids, finiteness, model hashes) stand in the way.
+
+def _tiny_compressed_map():
+    from scenesqueezer_core.compression.compressed_map import CompressedMap
+    from scenesqueezer_core.compression.global_model import load_global_model
+    from scenesqueezer_core.compression.quantizer import load_descriptor_quantizer
+    from scenesqueezer_core.types import Camera
+
+    descriptor_model = load_descriptor_quantizer("xfeat")
+    _, global_model = load_global_model("xfeat")
+    rng = np.random.default_rng(0)
+    c, p = 3, 12
+    return CompressedMap(
+        feature_setup="xfeat", cameras=[Camera.pinhole(300, 300, 160, 120, 320, 240)] * c,
+        cluster_rotations=np.stack([np.eye(3)] * c), cluster_translations=np.zeros((c, 3)),
+        cluster_global_codes=rng.integers(0, 256, (c, global_model.code_dim), dtype=np.uint8),
+        cluster_point_offsets=np.array([0, 4, 8, 12], np.int64), cluster_point_ids=np.arange(12, dtype=np.int32),
+        points_xyz=rng.normal(size=(p, 3)).astype(np.float32) + [0, 0, 5],
+        points_codes=rng.integers(0, 256, (p, descriptor_model.code_dim), dtype=np.uint8),
+        points_color=rng.integers(0, 256, (p, 3), dtype=np.uint8),
+        cluster_frame_offsets=np.array([0, 1, 3, 4], np.int64), cluster_frame_centers=np.zeros((4, 3), np.float32),
+        info={"models": {"descriptor_features": "xfeat", "descriptor_hash": descriptor_model.content_hash,
+                         "global_features": "xfeat", "global_hash": global_model.content_hash}},
+    )
+
+
+_ARRAY_STRATEGY = st.tuples(
+    st.sampled_from([np.uint8, np.int32, np.int64, np.float32, np.float64]),
+    st.lists(st.integers(0, 5), min_size=0, max_size=3),
+    st.sampled_from(["zeros", "ones", "negative", "huge", "nan", "random"]),
+)
+
+
+def _make_array(dtype, shape, fill, rng):
+    shape = tuple(shape)
+    values = {"zeros": 0, "ones": 1, "negative": -3, "huge": 2**31 - 1, "nan": np.nan, "random": None}[fill]
+    if values is None:
+        return rng.integers(-5, 300, size=shape).astype(dtype)
+    if fill == "nan" and not np.issubdtype(dtype, np.floating):
+        values = 7
+    return np.full(shape, values).astype(dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(["cluster_rotations", "cluster_translations", "cluster_global_codes",
+                             "cluster_point_offsets", "cluster_point_ids", "points_xyz", "points_codes",
+                             "points_color", "cluster_frame_offsets", "cluster_frame_centers"]),
+       spec=_ARRAY_STRATEGY, seed=st.integers(0, 2**16))
+def test_fuzz_compressed_map_arrays_fail_cleanly(tmp_path_factory, name, spec, seed):
+    from scenesqueezer_core.compression.compressed_map import CompressedMap
+
+    cmap = _tiny_compressed_map()
+    setattr(cmap, name, _make_array(*spec, np.random.default_rng(seed)))
+    path = tmp_path_factory.mktemp("cfuzz") / "m.sqz"
+    try:
+        cmap.save(path)
+    except (TypeError, ValueError):  # numpy / safetensors refuse some arrays before anything is written
+        assert not path.exists()
+        return
+    try:
+        loaded = CompressedMap.load(path)
+    except MapFileError as exc:
+        assert str(exc) and "\n" not in str(exc).strip()
+        return
+    # accepted: then everything the localizer touches must be usable
+    for cluster in range(loaded.num_clusters):
+        ids = loaded.cluster_points(cluster)
+        assert ids.size == 0 or (ids.min() >= 0 and ids.max() < len(loaded.points_xyz))
+        assert np.all(np.isfinite(loaded.candidate_centers(cluster)))
+    assert np.all(np.isfinite(loaded.descriptors)) and np.all(np.isfinite(loaded.points_xyz))
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=st.sampled_from(["feature_setup", "cameras", "info", "models"]),
+       value=st.one_of(st.none(), st.integers(-2, 2), st.text(max_size=8), st.lists(st.integers(0, 3), max_size=3),
+                       st.dictionaries(st.text(max_size=4), st.integers(0, 3), max_size=2)))
+def test_fuzz_compressed_map_manifest_fails_cleanly(tmp_path_factory, key, value):
+    from scenesqueezer_core.compression.compressed_map import CompressedMap
+
+    path = tmp_path_factory.mktemp("mfuzz") / "m.sqz"
+    _tiny_compressed_map().save(path)
+
+    def mutate(header):
+        meta = json.loads(header["__metadata__"]["meta"]) if "meta" in header["__metadata__"] else None
+        assert meta is not None, "the manifest layout changed; update this test"
+        if key == "models":
+            meta["info"]["models"] = value
+        else:
+            meta[key] = value
+        header["__metadata__"]["meta"] = json.dumps(meta)
+
+    _rewrite_header(path, mutate)
+    try:
+        CompressedMap.load(path)
+    except MapFileError:
+        return
+    pytest.fail(f"a manifest with {key} = {value!r} was accepted")

@@ -30,6 +30,16 @@ ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_code
 OPTIONAL_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 
 
+def _feature_setups() -> dict:
+    from ..features import FEATURE_SETUPS
+
+    return FEATURE_SETUPS
+
+
+def _extractor_of(feature_setup: str) -> str:
+    return _feature_setups()[feature_setup]["extractor"][0]
+
+
 @dataclass
 class CompressedMap:
     """C clusters, P kept points (a point may belong to several clusters)."""
@@ -130,6 +140,17 @@ class CompressedMap:
         return cmap
 
     def _decode(self, models: dict[str, Any]) -> None:
+        try:
+            names = {key: str(models[key]) for key in ("descriptor_features", "descriptor_hash",
+                                                       "global_features", "global_hash")}
+        except (KeyError, TypeError) as exc:
+            raise MapFileError(f"compressed map {self.path}: manifest lacks the model names ({exc}); "
+                               "recompress the map") from exc
+        if {names["descriptor_features"], names["global_features"]} != {_extractor_of(self.feature_setup)}:
+            raise MapFileError(f"compressed map {self.path}: its models are for '{names['descriptor_features']}' / "
+                               f"'{names['global_features']}' features but the map says '{self.feature_setup}'; "
+                               "recompress the map")
+        models = names
         descriptor_model = load_descriptor_quantizer(models["descriptor_features"])
         if descriptor_model.content_hash != models["descriptor_hash"]:
             raise MapFileError(
@@ -145,33 +166,54 @@ class CompressedMap:
         if self.points_codes.shape[1] != descriptor_model.code_dim:
             raise MapFileError(f"compressed map {self.path}: descriptor codes have {self.points_codes.shape[1]} bytes, "
                                f"the quantizer expects {descriptor_model.code_dim}; recompress the map")
+        if self.cluster_global_codes.shape[1] != global_model.code_dim:
+            raise MapFileError(f"compressed map {self.path}: global codes have {self.cluster_global_codes.shape[1]} "
+                               f"bytes, the quantizer expects {global_model.code_dim}; recompress the map")
         self.descriptors = descriptor_model.decode(np.asarray(self.points_codes))
         self.global_descriptors = global_model.decode(np.asarray(self.cluster_global_codes))
         self.vlad = vlad
 
     def validate(self) -> None:
-        c, p = self.num_clusters, len(self.points_xyz)
+        """Check every array's dtype, shape and cross-references before anything indexes with them."""
         problems = []
-        if self.cluster_rotations.shape != (c, 3, 3) or self.cluster_translations.shape != (c, 3):
-            problems.append("cluster pose arrays disagree with the cameras")
-        if self.cluster_global_codes.shape[0] != c or self.cluster_global_codes.dtype != np.uint8:
-            problems.append("one uint8 global code per cluster is required")
-        if self.cluster_point_offsets.shape != (c + 1,) or int(self.cluster_point_offsets[-1]) != len(self.cluster_point_ids):
-            problems.append("cluster point offsets do not match the point ids")
-        elif np.any(np.diff(self.cluster_point_offsets) < 0):
-            problems.append("cluster point offsets decrease")
-        if len(self.cluster_point_ids) and (self.cluster_point_ids.min() < 0 or self.cluster_point_ids.max() >= p):
-            problems.append("a cluster names a point that does not exist")
-        if self.points_codes.shape[0] != p or self.points_color.shape != (p, 3):
-            problems.append("point arrays disagree in length")
-        if p and not np.all(np.isfinite(self.points_xyz)):
-            problems.append("point positions are not finite")
+        if self.feature_setup not in _feature_setups():
+            problems.append(f"unknown feature setup {self.feature_setup!r} (known: {', '.join(sorted(_feature_setups()))})")
+        c = self.num_clusters
+
+        def check(name: str, kinds: str, shape: tuple) -> bool:
+            """dtype kind in ``kinds`` ('u', 'i', 'f') and shape matching ``shape`` (None: any size)."""
+            array = getattr(self, name)
+            ok = (array.dtype.kind in kinds and array.ndim == len(shape)
+                  and all(want is None or have == want for have, want in zip(array.shape, shape)))
+            if not ok:
+                problems.append(f"{name} has dtype {array.dtype} and shape {tuple(array.shape)}, expected "
+                                f"{'/'.join(kinds)} kind and shape {tuple('N' if w is None else w for w in shape)}")
+            return ok
+
+        p = len(self.points_xyz) if self.points_xyz.ndim >= 1 else -1
+        check("cluster_rotations", "f", (c, 3, 3))
+        check("cluster_translations", "f", (c, 3))
+        check("cluster_global_codes", "u", (c, None))
+        check("points_xyz", "f", (None, 3))
+        check("points_codes", "u", (p, None))
+        check("points_color", "u", (p, 3))
+        if check("cluster_point_offsets", "iu", (c + 1,)) and check("cluster_point_ids", "iu", (None,)):
+            offsets, ids = self.cluster_point_offsets, self.cluster_point_ids
+            if int(offsets[0]) != 0 or int(offsets[-1]) != len(ids) or np.any(np.diff(offsets.astype(np.int64)) < 0):
+                problems.append("cluster point offsets do not match the point ids")
+            elif len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= p):
+                problems.append("a cluster names a point that does not exist")
+        if not problems:
+            for name in ("cluster_rotations", "cluster_translations", "points_xyz"):
+                if not np.all(np.isfinite(getattr(self, name))):
+                    problems.append(f"{name} holds values that are not finite")
         if self.cluster_frame_offsets is not None and self.cluster_frame_centers is not None:
-            offsets, centers = self.cluster_frame_offsets, self.cluster_frame_centers
-            if (offsets.shape != (c + 1,) or int(offsets[0]) != 0 or np.any(np.diff(offsets) < 1)
-                    or centers.ndim != 2 or centers.shape[1:] != (3,) or int(offsets[-1]) != len(centers)):
-                problems.append("cluster frame offsets do not match the frame centres")
-            elif not np.all(np.isfinite(centers)):
-                problems.append("cluster frame centres are not finite")
+            if check("cluster_frame_offsets", "iu", (c + 1,)) and check("cluster_frame_centers", "f", (None, 3)):
+                offsets, centers = self.cluster_frame_offsets, self.cluster_frame_centers
+                if (int(offsets[0]) != 0 or np.any(np.diff(offsets.astype(np.int64)) < 1)
+                        or int(offsets[-1]) != len(centers)):
+                    problems.append("cluster frame offsets do not match the frame centres")
+                elif not np.all(np.isfinite(centers)):
+                    problems.append("cluster frame centres are not finite")
         if problems:
             raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")
