@@ -230,3 +230,23 @@ def test_fuzz_compressed_map_manifest_fails_cleanly(tmp_path_factory, key, value
     except MapFileError:
         return
     pytest.fail(f"a manifest with {key} = {value!r} was accepted")
+
+
+def test_compressed_map_without_frame_centres_falls_back_to_the_representative(tmp_path):
+    from scenesqueezer_core.compression.compressed_map import CompressedMap
+
+    cmap = _tiny_compressed_map()
+    cmap.cluster_rotations = cmap.cluster_rotations.copy()
+    cmap.cluster_translations = np.array([[0.0, 0, 0], [1, 2, 3], [0, 0, -4]])
+    cmap.cluster_frame_offsets = cmap.cluster_frame_centers = None  # as written before these arrays existed
+    loaded = CompressedMap.load(cmap.save(tmp_path / "old.sqz"))
+    assert loaded.cluster_frame_centers is None
+    assert np.allclose(loaded.candidate_centers(1), [[-1, -2, -3]])  # centre = -R^T t with R = I
+
+    cmap = _tiny_compressed_map()
+    cmap.cluster_frame_centers = None  # one of the pair alone is a damaged file
+    cmap.save(tmp_path / "half.sqz")
+    with pytest.raises(MapFileError, match="only one of"):
+        CompressedMap.load(tmp_path / "half.sqz")
+    full = CompressedMap.load(_tiny_compressed_map().save(tmp_path / "new.sqz"))
+    assert [len(full.candidate_centers(i)) for i in range(3)] == [1, 2, 1]

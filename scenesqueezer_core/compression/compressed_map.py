@@ -26,7 +26,8 @@ from .quantizer import load_descriptor_quantizer
 COMPRESSED_MAP_KIND = "compressed_map"
 ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_codes", "cluster_point_offsets",
                "cluster_point_ids", "points_xyz", "points_codes", "points_color"]
-# Written since format 1.1; maps without them fall back to the representative frame's centre.
+# Optional (added after the first release, same container version): maps without them fall back
+# to the representative frame's centre, and older readers ignore them.
 OPTIONAL_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 
 
