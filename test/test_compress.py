@@ -102,3 +102,33 @@ def test_bad_options_and_no_partial_output(small_street_map, tmp_path):
 def test_compressed_map_refuses_a_scene_map(small_street_map):
     with pytest.raises(MapFileError, match="expected a 'compressed_map'"):
         CompressedMap.load(small_street_map)
+
+
+def test_process_pool_after_torch_in_the_same_process_does_not_hang(small_street_map, tmp_path):
+    """A process that already ran multi-threaded torch (a localizer, a benchmark) then compresses
+    with the learned method: forked workers used to deadlock on the inherited OpenMP pool."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "after_torch.sqz"
+    code = (
+        "import sys, torch\n"
+        "torch.set_num_threads(2)\n"
+        "for _ in range(3): (torch.randn(600, 600) @ torch.randn(600, 600)).sum().item()\n"
+        "from scenesqueezer_core.compression.compress import compress_map\n"
+        "compress_map(sys.argv[1], sys.argv[2], {'ratio': 0.05, 'method': 'learned'}, executor='process', workers=2)\n"
+    )
+    import os
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-c", code, str(small_street_map), str(out)], cwd=str(repo),
+                               env={**os.environ, "PYTHONPATH": str(repo)}, start_new_session=True)
+    try:
+        assert process.wait(timeout=300) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the hung workers too
+        process.wait()
+        pytest.fail("compression in a process pool hung after torch ran in the parent (fork + OpenMP)")
+    assert CompressedMap.load(out).info["conf"]["method"] == "learned"

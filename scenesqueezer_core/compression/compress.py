@@ -8,6 +8,7 @@ another executor, and gives identical results whichever runs it.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -164,7 +165,9 @@ def run_selection(tasks: list[ClusterTask], executor: str = "process", workers: 
         return [select_cluster(t) for t in tasks]
     if executor == "process":
         workers = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a process that already ran torch (the localizer, a benchmark, the ROS
+        # node) deadlocks forked workers on its OpenMP thread pool (seen: bench_learned hung).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return list(pool.map(select_cluster, tasks))
     if executor == "ray":
         try:
