@@ -245,8 +245,8 @@ class Localizer:
         RANSAC at a 12 px threshold finds 15-40 "inliers" among wrong matches of any candidate
         (night images, repeated facades), so inlier counts mean little on their own. What separates
         a true pose is its margin over the strongest contradicting hypothesis, as Lowe's ratio test
-        does for descriptor matches. On the default synthetic scene every wrong night pose had a
-        margin below 1.5 (but one), every correct one above 1.6 (docs/RELIABILITY.md).
+        does for descriptor matches. On the default synthetic scene every wrong night pose but one had
+        a margin of at most 1.5, every correct one above 1.6 (docs/RELIABILITY.md).
         """
         margin = float(self.conf["min_hypothesis_margin"])
         conflicting = [len(p) for i, p in enumerate(inlier_pairs) if i not in agreeing]
