@@ -42,7 +42,8 @@ def run_soak(map_path: Path, scene_dir: Path, seconds: float, rate_hz: float, wo
              progress: bool = False) -> dict:
     """Start the node on ``map_path``, flood it with ``scene_dir``'s query images for ``seconds``
     at ``rate_hz`` after a warm-up, and return the figures (see the module docstring)."""
-    from scenesqueezer_ros.testing import isolate_ros_environment, start_node, stop_node
+    from scenesqueezer_ros.testing import (create_probe_node, destroy_probe_node, isolate_ros_environment,
+                                           start_node, stop_node)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     isolate_ros_environment(domain_id, work_dir / "ros_log")
@@ -64,10 +65,8 @@ def run_soak(map_path: Path, scene_dir: Path, seconds: float, rate_hz: float, wo
     log = work_dir / "node.log"
     process = start_node(["-r", f"__node:={NODE_NAME}", "-p", f"map_path:={map_path}", "-p", "device:=cpu",
                           "-p", "image_topic:=/soak/image", "-p", "camera_info_topic:=/soak/camera_info"], log)
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("soak_publisher", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    node = create_probe_node("soak_publisher")
+    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     sent_at: dict[int, float] = {}
     latencies: dict[int, float] = {}
@@ -146,8 +145,7 @@ def run_soak(map_path: Path, scene_dir: Path, seconds: float, rate_hz: float, wo
         values = {kv.key: kv.value for kv in diagnostics[-1].values} if diagnostics else {}
         alive = process.poll() is None
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        destroy_probe_node(node)
         stop_node(process)
 
     flood = {k: v for k, v in latencies.items() if k > 1_000_000 + len(images)}

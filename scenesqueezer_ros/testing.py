@@ -21,6 +21,24 @@ def isolate_ros_environment(domain_id: int, log_dir: Path) -> None:
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 
+def create_probe_node(name: str):
+    """An rclpy node in its own context (tests and benchmarks talk to the localizer through it)."""
+    import rclpy
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    return rclpy.create_node(name, context=context)
+
+
+def destroy_probe_node(node) -> None:
+    """Undo create_probe_node: the node, then its context."""
+    import rclpy
+
+    context = node.context
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
 def start_node(ros_args: list[str], log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
     """The localizer node as a subprocess with this process's ROS environment."""
     env = dict(os.environ)

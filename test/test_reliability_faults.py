@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from scenesqueezer_ros.testing import REPO_ROOT, isolate_ros_environment, start_node, stop_node
+from scenesqueezer_ros.testing import (REPO_ROOT, create_probe_node, destroy_probe_node, isolate_ros_environment,
+                                       start_node, stop_node)
 from test_reliability_inputs import Material, NodeProbe
 
 DOMAIN_ID = 72
@@ -80,24 +81,19 @@ def test_killed_compression_leaves_no_partial_output(compression_runs):
 def fault_node(small_street_map, small_street_scene, tmp_path_factory):
     root = tmp_path_factory.mktemp("fault_node")
     isolate_ros_environment(DOMAIN_ID, root / "ros_log")
-    import rclpy
-
     live_map = root / "live.ssmap"
     live_map.write_bytes(b"SceneSqueezer? no: " + os.urandom(4000))
     log = root / "node.log"
     process = start_node(["-r", f"__node:={NODE_NAME}", "-p", f"map_path:={live_map}", "-p", "device:=cuda",
                           "-p", "image_topic:=/relf/image", "-p", "camera_info_topic:=/relf/camera_info"], log)
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("reliability_faults_probe", context=context)
+    node = create_probe_node("reliability_faults_probe")
     probe = NodeProbe(node, NODE_NAME, "/relf/image", "/relf/camera_info")
     probe.process, probe.log, probe.stamp = process, log, 2000
     probe.live_map = live_map
     probe.material = Material(small_street_scene)
     assert probe.wait_connected(60.0), log.read_text()
     yield probe
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    destroy_probe_node(node)
     stop_node(process)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from scenesqueezer_ros.testing import isolate_ros_environment, start_node, stop_node
+from scenesqueezer_ros.testing import (create_probe_node, destroy_probe_node, isolate_ros_environment, start_node,
+                                       stop_node)
 
 DOMAIN_ID = 71
 RAW_NODE = "rel_raw"
@@ -119,14 +120,9 @@ def compressed_msg(data: bytes, fmt: str = "jpeg"):
 @pytest.fixture(scope="module")
 def ros_context(tmp_path_factory):
     isolate_ros_environment(DOMAIN_ID, tmp_path_factory.mktemp("ros_log"))
-    import rclpy
-
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("reliability_inputs_probe", context=context)
+    node = create_probe_node("reliability_inputs_probe")
     yield node
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    destroy_probe_node(node)
 
 
 class Material:

@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from scenesqueezer_ros.testing import isolate_ros_environment, start_node, stop_node
+from scenesqueezer_ros.testing import (create_probe_node, destroy_probe_node, isolate_ros_environment, start_node,
+                                       stop_node)
 
 DOMAIN_ID = 62
 
@@ -36,10 +37,8 @@ def test_node_localizes_day_queries(scene_and_map):
     process = start_node(["-p", f"map_path:={map_path}", "-p", "device:=cpu",
                           "-p", "image_topic:=/cam/image", "-p", "camera_info_topic:=/cam/camera_info"],
                          root / "node.log")
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("e2e_probe", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    node = create_probe_node("e2e_probe")
+    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
 
     def spin_until(condition, timeout):
@@ -95,6 +94,5 @@ def test_node_localizes_day_queries(scene_and_map):
         print(f"localized {good}/{len(queries)} day queries within 0.25 m, 2 deg")
         assert good / len(queries) >= 0.9, (good, len(queries), [r.failure_reason for r in results.values()])
     finally:
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        destroy_probe_node(node)
         stop_node(process)

@@ -8,6 +8,8 @@ import pytest
 
 from scenesqueezer_ros.testing import (
     REPO_ROOT,
+    create_probe_node,
+    destroy_probe_node,
     isolate_ros_environment,
     start_node,
     stop_node,
@@ -19,14 +21,9 @@ DOMAIN_ID = 61
 @pytest.fixture(scope="module")
 def ros(tmp_path_factory):
     isolate_ros_environment(DOMAIN_ID, tmp_path_factory.mktemp("ros_log"))
-    import rclpy
-
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("test_ros_node_probe", context=context)
+    node = create_probe_node("test_ros_node_probe")
     yield node
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    destroy_probe_node(node)
 
 
 def spin(node, condition, timeout):
