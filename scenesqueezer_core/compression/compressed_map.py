@@ -127,7 +127,6 @@ class CompressedMap:
                        for c in meta["cameras"]]
             feature_setup = str(meta["feature_setup"])
             info = dict(meta.get("info", {}))
-            models = info["models"]
         except (KeyError, TypeError, ValueError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
         optional = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
@@ -137,10 +136,11 @@ class CompressedMap:
         cmap = cls(feature_setup=feature_setup, cameras=cameras, info=info, path=Path(path),
                    **{k: container.arrays[k] for k in ARRAY_NAMES}, **optional)
         cmap.validate()
-        cmap._decode(models)
+        cmap._decode()
         return cmap
 
-    def _decode(self, models: dict[str, Any]) -> None:
+    def _decode(self) -> None:
+        models = self.info.get("models")
         try:
             names = {key: str(models[key]) for key in ("descriptor_features", "descriptor_hash",
                                                        "global_features", "global_hash")}
