@@ -93,6 +93,11 @@ class Camera:
             cx, cy = self.params[1:3]
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
 
+    @property
+    def focal(self) -> float:
+        """Mean focal length in pixels (fx + fy) / 2."""
+        return float(self.K[0, 0] + self.K[1, 1]) / 2.0
+
     def scaled(self, sx: float, sy: float | None = None) -> Camera:
         """The camera for an image resized by (sx, sy); distortion coefficients are unchanged."""
         sy = sx if sy is None else sy

@@ -56,6 +56,13 @@ PARAMETER_SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("min_hypothesis_margin", 1.6, "The best candidate's inliers must outnumber those of "
                   "the strongest candidate contradicting its pose by this factor (perceptual "
                   "aliasing guard; 0 turns it off).", value_range=(0.0, 100.0)),
+    ParameterSpec("max_median_reprojection_error_px", 4.0, "A pose whose inliers' median reprojection "
+                  "error is above this many pixels is refused: aliased poses fit their inliers loosely "
+                  "(0 turns it off; scale it with ransac_threshold_px).", value_range=(0.0, 100.0)),
+    ParameterSpec("max_occluded_inliers", 0.15, "A pose is refused when more than this share of its "
+                  "inliers would be hidden behind other map points seen from it (free-space check "
+                  "against aliased poses; raise it for maps of scenes that change a lot; 1 turns it "
+                  "off).", value_range=(0.0, 1.0)),
     ParameterSpec("max_rate_hz", 0.0, "Upper bound on localizations per second (0: as fast as the "
                   "localizer runs). Frames arriving in between are dropped, newest kept.",
                   value_range=(0.0, 1000.0)),
@@ -89,6 +96,8 @@ class LocalizerParameters:
     min_inliers: int
     min_inlier_ratio: float
     min_hypothesis_margin: float
+    max_median_reprojection_error_px: float
+    max_occluded_inliers: float
     max_rate_hz: float
     map_frame: str
     odom_frame: str
@@ -105,6 +114,8 @@ class LocalizerParameters:
             "min_inliers": self.min_inliers,
             "min_inlier_ratio": self.min_inlier_ratio,
             "min_hypothesis_margin": self.min_hypothesis_margin,
+            "max_median_reprojection_error_px": self.max_median_reprojection_error_px,
+            "max_occluded_inliers": self.max_occluded_inliers,
         }
 
 

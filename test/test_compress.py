@@ -73,7 +73,13 @@ def test_executors_give_identical_files(small_street_map, tmp_path):
     serial = compress_map(small_street_map, tmp_path / "a.sqz", {"ratio": 0.1}, executor="serial")
     pooled = compress_map(small_street_map, tmp_path / "b.sqz", {"ratio": 0.1}, executor="process", workers=2)
     _assert_same_map(serial["path"], pooled["path"])
-    assert CompressedMap.load(serial["path"]).cluster_frame_centers is not None
+    loaded = CompressedMap.load(serial["path"])
+    assert loaded.cluster_frame_centers is not None
+    # every kept point carries its SceneMap multi-view flag (matched by position)
+    source = SceneMap.load(small_street_map)
+    flags = {tuple(xyz): mv for xyz, mv in zip(np.asarray(source.points_xyz, np.float32), source.multiview_points())}
+    assert loaded.points_multiview_bits is not None
+    assert [bool(flags[tuple(xyz)]) for xyz in loaded.points_xyz] == loaded.points_multiview.tolist()
 
 
 def test_ray_executor_with_two_local_workers_gives_the_same_file(small_street_map, tmp_path):

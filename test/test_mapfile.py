@@ -154,6 +154,7 @@ def _tiny_compressed_map():
         points_codes=rng.integers(0, 256, (p, descriptor_model.code_dim), dtype=np.uint8),
         points_color=rng.integers(0, 256, (p, 3), dtype=np.uint8),
         cluster_frame_offsets=np.array([0, 1, 3, 4], np.int64), cluster_frame_centers=np.zeros((4, 3), np.float32),
+        points_multiview_bits=np.packbits(np.arange(p) % 3 == 0),
         info={"models": {"descriptor_features": "xfeat", "descriptor_hash": descriptor_model.content_hash,
                          "global_features": "xfeat", "global_hash": global_model.content_hash}},
     )
@@ -179,7 +180,8 @@ def _make_array(dtype, shape, fill, rng):
 @settings(max_examples=80, deadline=None)
 @given(name=st.sampled_from(["cluster_rotations", "cluster_translations", "cluster_global_codes",
                              "cluster_point_offsets", "cluster_point_ids", "points_xyz", "points_codes",
-                             "points_color", "cluster_frame_offsets", "cluster_frame_centers"]),
+                             "points_color", "cluster_frame_offsets", "cluster_frame_centers",
+                             "points_multiview_bits"]),
        spec=_ARRAY_STRATEGY, seed=st.integers(0, 2**16))
 def test_fuzz_compressed_map_arrays_fail_cleanly(tmp_path_factory, name, spec, seed):
     from scenesqueezer_core.compression.compressed_map import CompressedMap
@@ -250,3 +252,20 @@ def test_compressed_map_without_frame_centres_falls_back_to_the_representative(t
         CompressedMap.load(tmp_path / "half.sqz")
     full = CompressedMap.load(_tiny_compressed_map().save(tmp_path / "new.sqz"))
     assert [len(full.candidate_centers(i)) for i in range(3)] == [1, 2, 1]
+
+
+def test_compressed_map_multiview_bits_round_trip_and_fallback(tmp_path):
+    """The multi-view flags (trusted occluders) survive the file; a map written before them has none,
+    so the localizer's occlusion check finds no occluders instead of trusting every point."""
+    from scenesqueezer_core.compression.compressed_map import CompressedMap
+
+    loaded = CompressedMap.load(_tiny_compressed_map().save(tmp_path / "new.sqz"))
+    assert np.array_equal(loaded.points_multiview, np.arange(12) % 3 == 0)
+    old = _tiny_compressed_map()
+    old.points_multiview_bits = None
+    loaded = CompressedMap.load(old.save(tmp_path / "old.sqz"))
+    assert loaded.points_multiview.shape == (12,) and not loaded.points_multiview.any()
+    wrong = _tiny_compressed_map()
+    wrong.points_multiview_bits = np.zeros(1, np.uint8)  # 8 flags for 12 points
+    with pytest.raises(MapFileError, match="points_multiview_bits"):
+        CompressedMap.load(wrong.save(tmp_path / "short.sqz"))

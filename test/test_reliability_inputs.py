@@ -382,18 +382,10 @@ def foreign_images():
     return get
 
 
-# Known false positive with the default checks: the seed-7 street's brick walls and rows of windows
-# repeat those of the seed-0 map at the same heights, so four retrieved candidates agree on one
-# wrong pose (130 inliers; the strongest contradicting candidate has 13). street_seed7_1 (69
-# against 61) is caught by the hypothesis-margin check. docs/RELIABILITY.md has the numbers.
-# Strict: a fix turns this into a failure that asks for the marker to go.
-KNOWN_FALSE_POSITIVES = {("street_seed7", 0)}
-FOREIGN_PARAMS = [
-    pytest.param(source, index, id=f"{source}_{index}",
-                 marks=[pytest.mark.xfail(strict=True, reason="repeated brick and window rows: open false positive")]
-                 if (source, index) in KNOWN_FALSE_POSITIVES else [])
-    for source, index in FOREIGN_CASES
-]
+# street_seed7_0 was a false positive until the occlusion check: the seed-7 street's facades repeat
+# those of the seed-0 map, four candidates agreed on a pose 3 m below the road (130 inliers, the
+# strongest contradicting candidate 13), and 35 % of its inliers lay behind the map's road points.
+FOREIGN_PARAMS = [pytest.param(source, index, id=f"{source}_{index}") for source, index in FOREIGN_CASES]
 
 
 @pytest.mark.parametrize("source,index", FOREIGN_PARAMS)

@@ -253,6 +253,7 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
         points_xyz=np.asarray(scene_map.points_xyz[kept_union], dtype=np.float32),
         points_codes=codes,
         points_color=np.asarray(scene_map.points_color[kept_union], dtype=np.uint8),
+        points_multiview_bits=np.packbits(scene_map.multiview_points()[kept_union]),
         cluster_frame_offsets=np.concatenate([[0], np.cumsum([len(clusters[ci].frame_ids) for ci in used])]).astype(np.int64),
         cluster_frame_centers=np.array([scene_map.pose(int(f)).center for ci in used for f in clusters[ci].frame_ids],
                                        dtype=np.float32).reshape(-1, 3),

@@ -26,9 +26,11 @@ from .quantizer import load_descriptor_quantizer
 COMPRESSED_MAP_KIND = "compressed_map"
 ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_codes", "cluster_point_offsets",
                "cluster_point_ids", "points_xyz", "points_codes", "points_color"]
-# Optional (added after the first release, same container version): maps without them fall back
-# to the representative frame's centre, and older readers ignore them.
-OPTIONAL_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
+# Optional (added after the first release, same container version; older readers ignore them).
+# Maps without the frame centres fall back to the representative frame's centre; the two come together.
+FRAME_CENTER_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
+# Maps without the multi-view bits have no trusted occluders: the localizer's occlusion check is off.
+OPTIONAL_ARRAY_NAMES = FRAME_CENTER_ARRAY_NAMES + ["points_multiview_bits"]
 
 
 def _feature_setups() -> dict:
@@ -58,12 +60,15 @@ class CompressedMap:
     # camera centres of every frame of each cluster: where a true query can stand (near-frame check)
     cluster_frame_offsets: np.ndarray | None = None  # (C + 1,) int64
     cluster_frame_centers: np.ndarray | None = None  # (F, 3) float32
+    # bit i (np.packbits order) set: point i is multi-view (SceneMap.multiview_points; occlusion check)
+    points_multiview_bits: np.ndarray | None = None  # (ceil(P / 8),) uint8
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     # filled at load: decoded arrays and the models
     descriptors: np.ndarray | None = None  # (P, D) float32
     global_descriptors: np.ndarray | None = None  # (C, G) float32
     vlad: VladModel | None = None
+    points_multiview: np.ndarray | None = None  # (P,) bool, unpacked from points_multiview_bits
 
     @property
     def num_clusters(self) -> int:
@@ -83,6 +88,9 @@ class CompressedMap:
 
     def candidate_pose(self, index: int) -> Pose:
         return Pose(self.cluster_rotations[index], self.cluster_translations[index])
+
+    def candidate_camera(self, index: int) -> Camera:
+        return self.cameras[index]
 
     def candidate_centers(self, index: int) -> np.ndarray:
         """(K, 3) camera centres of the cluster's frames (the representative frame's alone in older maps)."""
@@ -130,8 +138,8 @@ class CompressedMap:
         except (KeyError, TypeError, ValueError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
         optional = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
-        if len(optional) == 1:
-            raise MapFileError(f"compressed map {path} holds only one of {' and '.join(OPTIONAL_ARRAY_NAMES)}; "
+        if sum(k in optional for k in FRAME_CENTER_ARRAY_NAMES) == 1:
+            raise MapFileError(f"compressed map {path} holds only one of {' and '.join(FRAME_CENTER_ARRAY_NAMES)}; "
                                "recompress the map")
         cmap = cls(feature_setup=feature_setup, cameras=cameras, info=info, path=Path(path),
                    **{k: container.arrays[k] for k in ARRAY_NAMES}, **optional)
@@ -173,6 +181,9 @@ class CompressedMap:
         self.descriptors = descriptor_model.decode(np.asarray(self.points_codes))
         self.global_descriptors = global_model.decode(np.asarray(self.cluster_global_codes))
         self.vlad = vlad
+        count = len(self.points_xyz)
+        self.points_multiview = (np.zeros(count, dtype=bool) if self.points_multiview_bits is None
+                                 else np.unpackbits(np.asarray(self.points_multiview_bits), count=count).astype(bool))
 
     def validate(self) -> None:
         """Check every array's dtype, shape and cross-references before anything indexes with them."""
@@ -216,5 +227,8 @@ class CompressedMap:
                     problems.append("cluster frame offsets do not match the frame centres")
                 elif not np.all(np.isfinite(centers)):
                     problems.append("cluster frame centres are not finite")
+        if self.points_multiview_bits is not None and check("points_multiview_bits", "u", ((max(p, 0) + 7) // 8,)) \
+                and self.points_multiview_bits.dtype != np.uint8:
+            problems.append(f"points_multiview_bits has dtype {self.points_multiview_bits.dtype}, expected uint8")
         if problems:
             raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")

@@ -16,6 +16,9 @@ from ..retrieval import VladModel
 from ..types import Camera, Pose
 
 SCENE_MAP_KIND = "scene_map"
+# A point seen by at least this many frames is "multi-view": a third view confirms it, while any wrong
+# match that fits the epipolar geometry of two views triangulates somewhere along their rays.
+MULTIVIEW_MIN_FRAMES = 3
 
 
 @dataclass
@@ -67,6 +70,10 @@ class SceneMap:
         """(frames (L,), keypoint indices (L,)) observing a point."""
         s = slice(int(self.track_offsets[point]), int(self.track_offsets[point + 1]))
         return self.track_frames[s], self.track_keypoints[s]
+
+    def multiview_points(self) -> np.ndarray:
+        """(P,) bool: points observed by at least MULTIVIEW_MIN_FRAMES frames."""
+        return np.diff(np.asarray(self.track_offsets)) >= MULTIVIEW_MIN_FRAMES
 
     def point_descriptors(self) -> np.ndarray:
         """(P, D) float32 mean of each point's observation descriptors, re-normalised."""
