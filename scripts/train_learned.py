@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Produce the shipped learned-selection weights (scenesqueezer_core/weights/learned_xfeat.safetensors).
 
-    python scripts/train_learned.py [--work outputs/learned] [--steps 300] [--stage1-steps 200]
+    python scripts/train_learned.py [--work outputs/learned] [--steps 3000] [--stage1-steps 1500]
 
 1. Render synthetic training scenes (seeds >= 200, never the test/benchmark seeds 0-99) and a held-out
    validation scene, build their xfeat SceneMaps.
@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-TRAIN_SCENES = [("street", 200, 60), ("courtyard", 201, 60), ("street", 202, 60), ("courtyard", 203, 60)]
-VAL_SCENES = [("street", 204, 60)]
+TRAIN_SCENES = [("street", 200, 60), ("courtyard", 201, 60), ("street", 202, 60), ("courtyard", 203, 60),
+                ("street", 205, 60), ("courtyard", 206, 60), ("street", 207, 60), ("courtyard", 208, 60)]
+VAL_SCENES = [("street", 204, 60), ("courtyard", 209, 60)]
+# real photographs: the mapping split only (its held-out frames are the queries); the query split
+# stays unseen for the benchmarks
+REAL_TRAIN_DATASETS = ["strecha_castle_p30", "strecha_fountain_p11"]
+SHARED = Path(os.environ.get("SCENESQUEEZER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def prepare(work: Path, scenes: list[tuple[str, int, int]], samples_dir: Path) -> None:
@@ -48,11 +53,41 @@ def prepare(work: Path, scenes: list[tuple[str, int, int]], samples_dir: Path) -
             print(f"{name}: {len(paths)} samples in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def prepare_real(work: Path, names: list[str], samples_dir: Path) -> None:
+    """Samples from the mapping split of real datasets (a set smaller than two clusters of 20 frames gives one)."""
+    import json
+
+    from scenesqueezer_core.learned.data import build_training_samples
+    from scenesqueezer_core.mapping import build_map
+
+    for name in names:
+        source = SHARED / name
+        if not source.is_dir():
+            print(f"{name}: not found under {SHARED}, skipped", flush=True)
+            continue
+        mapping_only = work / "real" / name
+        if not (mapping_only / "splits.json").exists():
+            # a dataset folder whose splits name the mapping images only: the query split stays unseen
+            mapping_only.mkdir(parents=True, exist_ok=True)
+            splits = json.loads((source / "splits.json").read_text())
+            for sub in ("images", "sparse"):
+                target = mapping_only / sub
+                if not target.exists():
+                    target.symlink_to(source / sub, target_is_directory=True)
+            (mapping_only / "splits.json").write_text(json.dumps({"mapping": splits["mapping"]}))
+        map_path = work / "real" / f"{name}.ssmap"
+        if not map_path.exists():
+            build_map(mapping_only, map_path, features="xfeat", device="cpu", split="mapping")
+        if not list(samples_dir.glob(f"{name}_c*.npz")):
+            paths = build_training_samples(mapping_only, map_path, samples_dir, device="cpu", prefix=name)
+            print(f"{name}: {len(paths)} samples", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(REPO / "outputs" / "learned"))
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--stage1-steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--stage1-steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--build-samples", action="store_true", help="only render scenes and build samples")
@@ -74,12 +109,13 @@ def main() -> int:
         print(json.dumps({"recomputed": got, "model_card": info["validation"]}, indent=2))
         return 0
     prepare(work, TRAIN_SCENES, train_dir)
+    prepare_real(work, REAL_TRAIN_DATASETS, train_dir)
     if args.build_samples:
         return 0
     from scenesqueezer_core.learned.train import train
 
     conf = {"steps": args.steps, "stage1_steps": args.stage1_steps, "seed": args.seed, "device": args.device,
-            "checkpoint_every": 25, "validate_every": 50}
+            "checkpoint_every": 250, "validate_every": 250}
     result = train([str(train_dir)], work / "run", [str(val_dir)], conf, export=args.export)
     print(result)
     return 0

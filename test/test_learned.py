@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 
 from scenesqueezer_core.compression.smo import solve_qp_smo
 from scenesqueezer_core.errors import ConfigError
+from scenesqueezer_core.learned.data import POINT_STATS_DIM
 from scenesqueezer_core.learned.losses import distinctiveness_loss, pose_success_probability
 from scenesqueezer_core.learned.networks import (AnchorVerificationFusion, LearnedConfig, SceneSqueezerNet,
                                                  farthest_point_sampling, knn)
@@ -20,7 +21,7 @@ from scenesqueezer_core.learned.qp import qp_select, rbf_kernel
 torch.set_num_threads(1)
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SMALL = LearnedConfig(unet_dims=(16, 32), neighbours=8)
+SMALL = LearnedConfig(unet_dims=(16, 32), neighbours=8, point_stats_dim=POINT_STATS_DIM)
 
 
 # ------------------------------------------------------------------------------ geometry helpers
@@ -165,6 +166,11 @@ def test_training_samples_are_consistent(samples_dir, small_street_scene):
     assert sample["n_correct"].sum() + sample["n_wrong"].sum() == len(sample["match_point"])
     assert sample["match_correct"].sum() == sample["n_correct"].sum() > 0
     assert np.all(np.abs(sample["target"]) <= 1)
+    # per-point statistics: log track length >= log1p(2) / 4 (triangulated points have 2+ views), ranks in [0, 1]
+    stats = sample["point_stats"]
+    assert stats.shape == (m, POINT_STATS_DIM) and np.all(np.isfinite(stats))
+    assert stats[:, 0].min() >= np.log1p(2) / 4 - 1e-6 and np.all((stats[:, 2:] >= 0) & (stats[:, 2:] <= 1))
+    assert np.array_equal(np.round(np.expm1(4 * stats[:, 1])), np.bincount(sample["obs_point"], minlength=m))
     assert sample["meta"]["queries"] == "query_day+query_night"
     assert load_dataset(small_street_scene).splits["query_day"]
 
@@ -276,7 +282,7 @@ def test_network_output_shapes_and_tau_bound():
     x = {"xyz_norm": torch.rand(m, 3) * 2 - 1, "obs_point": torch.randint(m, (T,)), "obs_desc": torch.randn(T, 64),
          "obs_xy": torch.rand(T, 2), "obs_score": torch.rand(T), "ver_desc": torch.randn(S, 64),
          "ver_xy": torch.rand(S, 2), "ver_score": torch.rand(S), "ver_index": torch.randint(S + 1, (N, m, 4)),
-         "ver_weight": torch.rand(N, m, 4)}
+         "ver_weight": torch.rand(N, m, 4), "point_stats": torch.rand(m, POINT_STATS_DIM)}
     out = net(x)
     assert out["d"].shape == (m,) and out["log_var"].shape == (m,) and out["kernel_features"].shape == (m, 67)
     with torch.no_grad():
@@ -296,3 +302,17 @@ def test_shipped_weights_load_with_their_model_card_numbers():
     assert set(info["validation"]) >= {"val_loss_d", "val_spearman", "val_pose_success"}
     card = (path.parent / "LEARNED_MODEL_CARD.md").read_text()
     assert f"{info['validation']['val_spearman']:.4f}" in card  # the card quotes the numbers in the file
+
+
+def test_training_refuses_samples_of_an_older_format(samples_dir, tmp_path):
+    """Samples written before point_stats existed: one clear error saying how to rebuild them."""
+    from scenesqueezer_core.learned.train import train
+
+    with np.load(sorted(samples_dir.glob("*.npz"))[0], allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "point_stats"}
+    old = tmp_path / "old"
+    old.mkdir()
+    np.savez(old / "c000.npz", **arrays)
+    with pytest.raises(ConfigError, match="build-samples"):
+        train([str(old)], tmp_path / "run", None, {"steps": 1, "device": "cpu"}, progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -30,7 +30,7 @@ from scipy.stats import rankdata
 from ..errors import ConfigError
 from .smo import solve_qp_smo
 
-__all__ = ["handcrafted_scores", "descriptor_distinctiveness", "kernel_features", "select_points_qp"]
+__all__ = ["handcrafted_scores", "score_terms", "descriptor_distinctiveness", "kernel_features", "select_points_qp"]
 
 
 def _percentile_rank(x: np.ndarray) -> np.ndarray:
@@ -70,23 +70,21 @@ def descriptor_distinctiveness(descriptors: np.ndarray, max_reference: int = 409
     return np.sqrt(np.maximum(2.0 - 2.0 * best.astype(np.float64), 0.0))
 
 
-def handcrafted_scores(
+def score_terms(
     track_lengths: np.ndarray,
     mean_reproj_error: np.ndarray,
     descriptors: np.ndarray,
     *,
-    weights: tuple[float, float, float] = (0.4, 0.2, 0.4),
     max_reference: int = 4096,
     seed: int = 0,
 ) -> np.ndarray:
-    """(m,) scores in [0, 1]: weighted mean of percentile ranks of (track length, -reprojection error,
-    descriptor distinctiveness) within the given point set (one cluster).
+    """(3, m) percentile ranks in [0, 1] within the point set of (track length, -reprojection error,
+    descriptor distinctiveness): the terms of ``handcrafted_scores`` (also inputs of the learned model).
 
     Args:
         track_lengths: (m,) number of frames observing each point.
         mean_reproj_error: (m,) mean reprojection error in pixels.
         descriptors: (m, D) one descriptor per point (e.g. the mean of its observations).
-        weights: (track, reprojection, distinctiveness) weights, >= 0, not all 0.
         max_reference: see ``descriptor_distinctiveness``.
     """
     track_lengths = np.asarray(track_lengths, dtype=np.float64)
@@ -98,16 +96,34 @@ def handcrafted_scores(
         raise ValueError("track_lengths (m,), mean_reproj_error (m,) and descriptors (m, D) must describe "
                          f"the same m > 0 points; got {track_lengths.shape}, {mean_reproj_error.shape}, "
                          f"{descriptors.shape}")
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (3,) or np.any(w < 0) or w.sum() <= 0:
-        raise ConfigError(f"weights must be three numbers >= 0 with a positive sum, got {weights}")
     if not (np.all(np.isfinite(track_lengths)) and np.all(np.isfinite(mean_reproj_error))):
         raise ValueError("track_lengths / mean_reproj_error contain NaN or inf; fix the map's point statistics")
-    terms = np.stack([
+    return np.stack([
         _percentile_rank(track_lengths),
         _percentile_rank(-mean_reproj_error),
         _percentile_rank(descriptor_distinctiveness(descriptors, max_reference, seed)),
     ])
+
+
+def handcrafted_scores(
+    track_lengths: np.ndarray,
+    mean_reproj_error: np.ndarray,
+    descriptors: np.ndarray,
+    *,
+    weights: tuple[float, float, float] = (0.4, 0.2, 0.4),
+    max_reference: int = 4096,
+    seed: int = 0,
+) -> np.ndarray:
+    """(m,) scores in [0, 1]: weighted mean of percentile ranks of (track length, -reprojection error,
+    descriptor distinctiveness) within the given point set (one cluster); see ``score_terms``.
+
+    Args:
+        weights: (track, reprojection, distinctiveness) weights, >= 0, not all 0.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (3,) or np.any(w < 0) or w.sum() <= 0:
+        raise ConfigError(f"weights must be three numbers >= 0 with a positive sum, got {weights}")
+    terms = score_terms(track_lengths, mean_reproj_error, descriptors, max_reference=max_reference, seed=seed)
     return np.clip((w / w.sum()) @ terms, 0.0, 1.0)
 
 

@@ -9,6 +9,10 @@ frames, S keypoints of those frames, k neighbours, D descriptor size)::
     ver_desc (S, D), ver_xy (S, 2), ver_score (S,) float32
     ver_index (N, m, k) int64 into the S keypoints (S = "no keypoint")
     ver_weight (N, m, k) float32 geometric similarity M = 1 / max(r, 1 px), 0 = no keypoint within radius
+    point_stats (m, 5) float32     what mean pooling cannot tell: log1p(track length in the map) / 4,
+                                   log1p(observations in the cluster) / 4, and the cluster-wide percentile
+                                   ranks of track length, -reprojection error and descriptor
+                                   distinctiveness (the hand-crafted score's terms)
 
 Training labels from query frames with ground-truth poses (synthetic ``query_day``/``query_night``,
 or for real data the cluster's held-out frames): every query's features are matched to the cluster
@@ -37,11 +41,12 @@ from ..features.base import Features
 from ..geometry import project
 from ..mapping.scene_map import SceneMap
 
-__all__ = ["cluster_inputs", "cluster_point_ids", "query_labels", "build_training_samples", "load_sample",
-           "subsample", "INPUT_KEYS"]
+__all__ = ["cluster_inputs", "cluster_point_ids", "point_statistics", "query_labels", "build_training_samples",
+           "load_sample", "subsample", "INPUT_KEYS", "POINT_STATS_DIM"]
 
 INPUT_KEYS = ("xyz_norm", "obs_point", "obs_desc", "obs_xy", "obs_score", "ver_desc", "ver_xy", "ver_score",
-              "ver_index", "ver_weight")
+              "ver_index", "ver_weight", "point_stats")
+POINT_STATS_DIM = 5
 
 
 def cluster_point_ids(scene_map: SceneMap, frame_ids: np.ndarray, vis_csc=None) -> np.ndarray:
@@ -117,13 +122,15 @@ def cluster_inputs(scene_map: SceneMap, frame_ids: np.ndarray, anchor: int, veri
         ver_weight.append(w)
         offset += len(feats)
     dim = scene_map.descriptors.shape[1]
+    obs_point = np.searchsorted(point_ids, owner[keep]).astype(np.int64)
+    obs_desc = np.asarray(scene_map.descriptors[flat], np.float32)
     ver_index_arr = np.stack(ver_index) if ver_index else np.zeros((0, m, neighbours), np.int64)
     ver_index_arr[ver_index_arr < 0] = offset  # the padding row the network appends
     return {
         "xyz": xyz,
         "xyz_norm": normalize_positions(xyz),
-        "obs_point": np.searchsorted(point_ids, owner[keep]).astype(np.int64),
-        "obs_desc": np.asarray(scene_map.descriptors[flat], np.float32),
+        "obs_point": obs_point,
+        "obs_desc": obs_desc,
         "obs_xy": obs_xy.astype(np.float32),
         "obs_score": np.asarray(scene_map.keypoint_scores[flat], np.float32),
         "ver_desc": np.concatenate(ver_desc).astype(np.float32) if ver_desc else np.zeros((0, dim), np.float32),
@@ -131,7 +138,21 @@ def cluster_inputs(scene_map: SceneMap, frame_ids: np.ndarray, anchor: int, veri
         "ver_score": np.concatenate(ver_score).astype(np.float32) if ver_score else np.zeros(0, np.float32),
         "ver_index": ver_index_arr,
         "ver_weight": np.stack(ver_weight) if ver_weight else np.zeros((0, m, neighbours), np.float32),
+        "point_stats": point_statistics(np.diff(np.asarray(scene_map.track_offsets))[point_ids],
+                                        np.asarray(scene_map.points_error[point_ids]), obs_point, obs_desc, m),
     }
+
+
+def point_statistics(track_lengths: np.ndarray, errors: np.ndarray, obs_point: np.ndarray, obs_desc: np.ndarray,
+                     m: int) -> np.ndarray:
+    """(m, POINT_STATS_DIM) float32 per-point statistics (see module docstring) of a whole cluster."""
+    from ..compression.scores import score_terms
+
+    counts = np.bincount(obs_point, minlength=m).astype(np.float64)
+    mean_desc = np.zeros((m, obs_desc.shape[1]), np.float64)
+    np.add.at(mean_desc, obs_point, obs_desc)
+    terms = score_terms(track_lengths, errors, mean_desc.astype(np.float32)) if m else np.zeros((3, 0))
+    return np.column_stack([np.log1p(track_lengths) / 4.0, np.log1p(counts) / 4.0, terms.T]).astype(np.float32)
 
 
 def subsample(inputs: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -142,7 +163,7 @@ def subsample(inputs: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.n
     remap[keep] = np.arange(len(keep))
     obs = remap[inputs["obs_point"]] >= 0
     out = dict(inputs)
-    for key in ("xyz", "xyz_norm", "target", "n_visible", "n_correct", "n_wrong"):
+    for key in ("xyz", "xyz_norm", "point_stats", "target", "n_visible", "n_correct", "n_wrong"):
         if key in inputs:
             out[key] = inputs[key][keep]
     out["obs_point"] = remap[inputs["obs_point"][obs]]

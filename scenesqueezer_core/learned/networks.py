@@ -8,7 +8,8 @@ Per cluster of m 3D points (shapes without a batch axis; one cluster is one samp
       + geometric similarity M = 1/r (Eq. 3) of the k keypoints nearest to each
         point's projection into verification frame n                            -> (N, m, C) V_n^i
     anchor-verification fusion: multi-head attention, h = 4, C' = 64 (Eq. 4-6)   -> (m, C)   F_A^agg
-    [normalized xyz (m, 3), F_A^agg]  -> Point Transformer U-Net "score"         -> (m, 2)   d, log variance
+    [normalized xyz (m, 3), F_A^agg, point statistics (m, P)]
+                                      -> Point Transformer U-Net "score"         -> (m, 2)   d, log variance
                                       -> Point Transformer U-Net "kernel"        -> (m, 64)  kernel features
     tau = 0.1 + softplus(t)  (lower bound 0.1, seed section A)
 
@@ -45,6 +46,7 @@ class LearnedConfig:
     sample_ratio: float = 0.25  # TransitionDown keeps this fraction of the points
     kernel_dim: int = 64  # learned kernel features
     tau_min: float = 0.1
+    point_stats_dim: int = 0  # per-point statistics concatenated to the U-Net inputs (learned.data; 0: none)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -246,8 +248,9 @@ class SceneSqueezerNet(nn.Module):
         c = config.descriptor_dim
         self.keypoint_encoder = KeypointEncoder(c)
         self.fusion = AnchorVerificationFusion(c, config.fusion_dim, config.heads)
-        self.score_net = PointTransformerUNet(3 + c, 2, config.unet_dims, config.neighbours, config.sample_ratio)
-        self.kernel_net = PointTransformerUNet(3 + c, config.kernel_dim, config.unet_dims, config.neighbours,
+        dim_in = 3 + c + config.point_stats_dim
+        self.score_net = PointTransformerUNet(dim_in, 2, config.unet_dims, config.neighbours, config.sample_ratio)
+        self.kernel_net = PointTransformerUNet(dim_in, config.kernel_dim, config.unet_dims, config.neighbours,
                                                config.sample_ratio)
         self.tau_raw = nn.Parameter(torch.tensor(0.0))
         # log of the gain on the learned kernel features and of the scale on positions (see module doc)
@@ -277,7 +280,10 @@ class SceneSqueezerNet(nn.Module):
     def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """x: cluster inputs as tensors -> {"d" (m,), "log_var" (m,), "kernel_features" (m, 67), "tau" ()}."""
         xyz = x["xyz_norm"]  # (m, 3) in [-1, 1]
-        inputs = torch.cat([xyz, self.point_features(x)], dim=1)  # (m, 3 + C)
+        parts = [xyz, self.point_features(x)]
+        if self.config.point_stats_dim:
+            parts.append(x["point_stats"])  # (m, point_stats_dim)
+        inputs = torch.cat(parts, dim=1)  # (m, 3 + C + point_stats_dim)
         score = self.score_net(xyz, inputs)  # (m, 2)
         learned = self.kernel_net(xyz, inputs)  # (m, 64)
         kernel_features = torch.cat([self.kernel_log_gain.exp() * learned,

@@ -34,7 +34,7 @@ import torch
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import ConfigError
 from ..features.base import merge_conf, resolve_device
-from .data import INPUT_KEYS, load_sample, subsample
+from .data import INPUT_KEYS, POINT_STATS_DIM, load_sample, subsample
 from .losses import distinctiveness_loss, pose_loss, pose_success_probability
 from .networks import LearnedConfig, SceneSqueezerNet
 from .qp import qp_select
@@ -52,7 +52,9 @@ DEFAULT_TRAIN_CONF: dict[str, Any] = {
     "validate_every": 100,
     "seed": 0,
     "device": "auto",
-    "threads": 2,
+    # 1: bit-identical runs. With 2 CPU threads some reductions change order between runs (seen:
+    # a 1e-6 difference at step 31, and 3000-step runs ending at val_spearman 0.42 vs 0.34)
+    "threads": 1,
     "model": {},  # LearnedConfig overrides
 }
 
@@ -185,9 +187,13 @@ def train(samples: list[str], out_dir: str | os.PathLike, val_samples: list[str]
     dims = {int(s["obs_desc"].shape[1]) for s in train_set}
     if len(dims) != 1:
         raise ConfigError(f"training samples mix descriptor sizes {sorted(dims)}; train one feature setup at a time")
+    if any("point_stats" not in s for s in train_set + val_set):
+        raise ConfigError("training samples without point_stats (built by an older version); rebuild them with "
+                          "`python scripts/train_learned.py --build-samples` after deleting the old .npz files")
 
     torch.manual_seed(int(conf["seed"]))
-    model = SceneSqueezerNet(LearnedConfig.from_dict({**conf["model"], "descriptor_dim": dims.pop()})).to(device)
+    model = SceneSqueezerNet(LearnedConfig.from_dict({"point_stats_dim": POINT_STATS_DIM, **conf["model"],
+                                                      "descriptor_dim": dims.pop()})).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(conf["lr"]))
     generator = torch.Generator().manual_seed(int(conf["seed"]))
     step, log_rows = 0, []
