@@ -365,7 +365,7 @@ class Localizer:
         inlier's pixel much nearer to the camera than the inlier itself (a few do, at occlusion
         boundaries and where the scene changed). An aliased pose puts the camera where the map's
         surfaces stand between it and the matched points (seen: a foreign street of identical
-        facades localized 3 m below the road, 35 % of its inliers behind road points). The
+        facades localized 3 m below the road, 21 % of its inliers behind multi-view road points). The
         occluders are the multi-view points of every retrieved candidate, the local map around
         the pose; a compressed map has fewer, so the check is weaker there but never stricter.
         """

@@ -367,6 +367,8 @@ class LocalizerNode(Node):
         msg.num_correspondences = int(result.num_correspondences)
         msg.inlier_ratio = float(result.num_inliers / result.num_correspondences
                                  if result.num_correspondences else 0.0)
+        msg.median_reprojection_error_px = float(result.median_reprojection_error_px)
+        msg.occluded_inlier_share = float(result.occluded_inlier_share)
         msg.retrieved_cluster_ids = [int(i) for i in result.candidate_ids]
         timings = result.timings or {}
         for stage in ("extract", "retrieve", "match", "pnp", "total"):

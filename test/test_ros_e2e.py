@@ -91,6 +91,8 @@ def test_node_localizes_day_queries(scene_and_map):
             dr = np.degrees(np.arccos(np.clip(cos, -1, 1)))
             good += dt < 0.25 and dr < 2.0
             assert np.any(result.pose.covariance)
+            # the pose safety measurements travel with the result, within the node's limits
+            assert 0 < result.median_reprojection_error_px <= 4.0 and 0 <= result.occluded_inlier_share <= 0.15
         print(f"localized {good}/{len(queries)} day queries within 0.25 m, 2 deg")
         assert good / len(queries) >= 0.9, (good, len(queries), [r.failure_reason for r in results.values()])
     finally:
