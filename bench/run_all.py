@@ -58,7 +58,11 @@ def main() -> int:
     run("bench_smo.py", "--sizes", "1000", "10000", "--out", str(out / "smo.md"))
     if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
-    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "scale"):
+        # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
+        run("bench_learned.py", "--out", str(out / "learned"), "--markdown", str(out / "learned.md"))
+        run("bench_foreign.py", "--out", str(out / "foreign"), "--markdown", str(out / "foreign.md"))
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "scale", "learned",
+                 "foreign"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())
