@@ -8,6 +8,7 @@ Decoded descriptors are computed once at load and cached (the localizer never de
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,14 @@ class CompressedMap:
     descriptors: np.ndarray | None = None  # (P, D) float32
     global_descriptors: np.ndarray | None = None  # (C, G) float32
     vlad: VladModel | None = None
-    points_multiview: np.ndarray | None = None  # (P,) bool, unpacked from points_multiview_bits
+
+    @functools.cached_property
+    def points_multiview(self) -> np.ndarray:
+        """(P,) bool from points_multiview_bits; all False for maps written before them (no trusted occluders)."""
+        count = len(self.points_xyz)
+        if self.points_multiview_bits is None:
+            return np.zeros(count, dtype=bool)
+        return np.unpackbits(np.asarray(self.points_multiview_bits), count=count).astype(bool)
 
     @property
     def num_clusters(self) -> int:
@@ -181,9 +189,6 @@ class CompressedMap:
         self.descriptors = descriptor_model.decode(np.asarray(self.points_codes))
         self.global_descriptors = global_model.decode(np.asarray(self.cluster_global_codes))
         self.vlad = vlad
-        count = len(self.points_xyz)
-        self.points_multiview = (np.zeros(count, dtype=bool) if self.points_multiview_bits is None
-                                 else np.unpackbits(np.asarray(self.points_multiview_bits), count=count).astype(bool))
 
     def validate(self) -> None:
         """Check every array's dtype, shape and cross-references before anything indexes with them."""
