@@ -2,6 +2,7 @@
 """Produce the shipped learned-selection weights (scenesqueezer_core/weights/learned_xfeat.safetensors).
 
     python scripts/train_learned.py [--work outputs/learned] [--steps 3000] [--stage1-steps 1500]
+        [--ratio-range LO HI] [--run-name run] [--export W.safetensors]
 
 1. Render synthetic training scenes (seeds >= 200, never the test/benchmark seeds 0-99) and a held-out
    validation scene, build their xfeat SceneMaps.
@@ -89,7 +90,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--stage1-steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ratio-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                        help="draw each step's training-QP nu log-uniformly from [LO, HI] (default: nu = 0.02)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--run-name", default=None, help="training folder under WORK (default run; resumed if present)")
     parser.add_argument("--build-samples", action="store_true", help="only render scenes and build samples")
     parser.add_argument("--validate-only", action="store_true",
                         help="recompute the model card's validation numbers of the --export weights")
@@ -115,8 +119,8 @@ def main() -> int:
     from scenesqueezer_core.learned.train import train
 
     conf = {"steps": args.steps, "stage1_steps": args.stage1_steps, "seed": args.seed, "device": args.device,
-            "checkpoint_every": 250, "validate_every": 250}
-    result = train([str(train_dir)], work / "run", [str(val_dir)], conf, export=args.export)
+            "checkpoint_every": 250, "validate_every": 250, "ratio_range": args.ratio_range}
+    result = train([str(train_dir)], work / (args.run_name or "run"), [str(val_dir)], conf, export=args.export)
     print(result)
     return 0
 

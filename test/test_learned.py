@@ -175,11 +175,11 @@ def test_training_samples_are_consistent(samples_dir, small_street_scene):
     assert load_dataset(small_street_scene).splits["query_day"]
 
 
-def _train(samples_dir, out, stop_after=None):
+def _train(samples_dir, out, stop_after=None, **overrides):
     from scenesqueezer_core.learned.train import train
 
     conf = {"steps": 6, "stage1_steps": 3, "checkpoint_every": 2, "validate_every": 3, "points_per_step": 200,
-            "threads": 1, "device": "cpu", "model": SMALL.to_dict()}
+            "threads": 1, "device": "cpu", "model": SMALL.to_dict(), **overrides}
     return train([str(samples_dir)], out, [str(samples_dir)], conf, stop_after=stop_after, progress=False)
 
 
@@ -201,6 +201,30 @@ def test_training_resumes_exactly_after_a_kill(samples_dir, tmp_path):
     # training moved the weights (so equality above is not trivially true of an untouched model)
     init = SceneSqueezerNet(SMALL).state_dict()
     assert any(not torch.equal(a[k], init[k]) for k in a if k in init and a[k].shape == init[k].shape)
+
+
+def test_training_with_a_ratio_range_resumes_exactly_and_differs_from_a_fixed_ratio(samples_dir, tmp_path):
+    """Per-step nu drawn from ratio_range comes from the checkpointed generator: a resumed run is
+    bit-identical; and the drawn nu reaches the pose loss (the weights differ from fixed nu)."""
+    from safetensors.torch import load_file
+
+    full = _train(samples_dir, tmp_path / "full", ratio_range=[0.01, 0.2])
+    assert _train(samples_dir, tmp_path / "resumed", stop_after=4, ratio_range=[0.01, 0.2])["weights"] is None
+    resumed = _train(samples_dir, tmp_path / "resumed", ratio_range=[0.01, 0.2])
+    fixed = _train(samples_dir, tmp_path / "fixed")
+    a, b, c = (load_file(r["weights"]) for r in (full, resumed, fixed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", [[0.1, 0.01], [0.0, 0.1], [0.05, 1.5], "0.1", [0.1]])
+def test_training_rejects_a_bad_ratio_range(samples_dir, tmp_path, bad):
+    from scenesqueezer_core.learned.train import train
+
+    with pytest.raises(ConfigError, match="ratio_range"):
+        train([str(samples_dir)], tmp_path / "run", None, {"steps": 1, "device": "cpu", "ratio_range": bad},
+              progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_resumes_exactly_after_sigkill(samples_dir, tmp_path):

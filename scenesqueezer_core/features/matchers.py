@@ -95,7 +95,8 @@ class MutualNearestNeighbor(Matcher):
         for b, other in enumerate(others):
             padded[b, : len(other)] = other.descriptors
         with torch.inference_mode():
-            desc_query = torch.from_numpy(np.ascontiguousarray(query.descriptors, np.float32)).to(self.device)
+            # a copy: map descriptors may be read-only views, which torch.from_numpy warns about
+            desc_query = torch.tensor(query.descriptors, dtype=torch.float32, device=self.device)
             similarity = desc_query @ torch.from_numpy(padded).to(self.device).transpose(1, 2)  # (B, Nq, Nmax)
             if any(len(other) < n_max for other in others):
                 valid = torch.from_numpy(np.arange(n_max)[None] < np.array([len(o) for o in others])[:, None])

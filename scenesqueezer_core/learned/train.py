@@ -47,7 +47,10 @@ DEFAULT_TRAIN_CONF: dict[str, Any] = {
     "points_per_step": 1000,
     "lr": 1e-3,
     "weight_xi": 1.0,
-    "ratio": 0.02,  # nu of the training QP (the benchmark compresses to <= 2 % of the bytes)
+    "ratio": 0.02,  # nu of the training QP (the benchmark compresses to <= 2 % of the bytes); validation's nu
+    # [lo, hi]: each stage-2 step draws its nu log-uniformly from this range instead (users pick the
+    # compression ratio, so the kernel and tau should trade coverage for distinctiveness at any budget)
+    "ratio_range": None,
     "checkpoint_every": 50,
     "validate_every": 100,
     "seed": 0,
@@ -163,6 +166,19 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _ratio_range(conf: dict[str, Any]) -> tuple[float, float] | None:
+    value = conf.get("ratio_range")
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"ratio_range must be [lo, hi] or null, got {value!r}") from None
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"ratio_range [{lo}, {hi}] must satisfy 0 < lo <= hi <= 1")
+    return lo, hi
+
+
 def train(samples: list[str], out_dir: str | os.PathLike, val_samples: list[str] | None = None,
           conf: dict[str, Any] | None = None, export: str | os.PathLike | None = None,
           stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -178,6 +194,7 @@ def train(samples: list[str], out_dir: str | os.PathLike, val_samples: list[str]
         raise ConfigError(f"points_per_step must be in [1, 1000] (the training QP is dense), got {conf['points_per_step']}")
     if int(conf["steps"]) < 1 or int(conf["checkpoint_every"]) < 1:
         raise ConfigError("steps and checkpoint_every must be >= 1")
+    ratio_range = _ratio_range(conf)
     device = resolve_device(conf["device"])
     torch.set_num_threads(int(conf["threads"]))
     out_dir = Path(out_dir)
@@ -216,7 +233,13 @@ def train(samples: list[str], out_dir: str | os.PathLike, val_samples: list[str]
         sub = subsample(sample, keep)
         batch = to_tensors(sub, device)
         stage = 1 if step < int(conf["stage1_steps"]) else 2
-        losses = step_losses(model, batch, int(sample["num_queries"]), float(conf["ratio"]), with_pose=stage == 2)
+        nu = float(conf["ratio"])
+        if ratio_range is not None:
+            # drawn at every step (both stages) so the generator's sequence, and thus a resume, does not
+            # depend on the stage
+            u = float(torch.rand((), generator=generator, dtype=torch.float64))
+            nu = math.exp(math.log(ratio_range[0]) + u * (math.log(ratio_range[1]) - math.log(ratio_range[0])))
+        losses = step_losses(model, batch, int(sample["num_queries"]), nu, with_pose=stage == 2)
         loss = losses["loss_d"] + (float(conf["weight_xi"]) * losses["loss_xi"] if stage == 2 else 0.0)
         optimizer.zero_grad()
         loss.backward()
@@ -259,6 +282,8 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         p.add_argument("--" + key.replace("_", "-"), type=int, default=DEFAULT_TRAIN_CONF[key])
     for key in ("lr", "weight_xi", "ratio"):
         p.add_argument("--" + key.replace("_", "-"), type=float, default=DEFAULT_TRAIN_CONF[key])
+    p.add_argument("--ratio-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="draw each step's QP nu log-uniformly from [LO, HI] (default: always --ratio)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--export", default=None, help="write the final weights here too (default RUN_DIR/weights.safetensors)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
@@ -268,7 +293,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
 
 def train_cli(args: argparse.Namespace) -> int:
     keys = ("steps", "stage1_steps", "checkpoint_every", "validate_every", "seed", "points_per_step", "threads",
-            "lr", "weight_xi", "ratio", "device")
+            "lr", "weight_xi", "ratio", "ratio_range", "device")
     conf = {k: getattr(args, k) for k in keys}
     result = train(args.samples, args.out, args.val, conf, export=args.export, stop_after=args.stop_after)
     if result["weights"] is None:
