@@ -97,7 +97,7 @@ def test_qp_layer_gradient_matches_finite_differences(seed, m):
         return res.alpha @ w.numpy(), (res.alpha > 0) & (res.alpha < 1 / (nu * m))
 
     eps = 1e-6
-    d0, f0, t0 = d.detach().numpy(), f.detach().numpy(), float(tau)
+    d0, f0, t0 = d.detach().numpy(), f.detach().numpy(), float(tau.detach())
     direction_d = np.random.default_rng(seed + 2).normal(size=m)
     direction_f = np.random.default_rng(seed + 3).normal(size=f0.shape)
     plus, free_p = value(d0 + eps * direction_d, f0 + eps * direction_f, t0 + eps)
