@@ -31,24 +31,12 @@ from scenesqueezer_core.dataset import load_dataset, read_image  # noqa: E402
 from scenesqueezer_core.geometry import pose_error  # noqa: E402
 from scenesqueezer_core.localize import Localizer  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.synthetic import render_query_images  # noqa: E402
 
 FOREIGN_WORLDS = [("street", 0), ("street", 3), ("street", 5), ("street", 7), ("street", 9), ("street", 11),
                   ("courtyard", 3), ("courtyard", 4)]
 STRECHA = {"castle": "strecha_castle_p30", "fountain": "strecha_fountain_p11"}
 IMAGES_PER_SPLIT = 6  # at most: a 12-frame world plans 3 queries per split
-
-
-def synthetic_queries(preset: str, seed: int, split: str, count: int):
-    """Rendered query images (RGB, camera) of a synthetic world, without writing a scene."""
-    from scenesqueezer_core.synthetic import build_world, default_camera
-    from scenesqueezer_core.synthetic.generate import plan_frames, render_frame
-    from scenesqueezer_core.synthetic.textures import TextureCache
-
-    world = build_world(preset, seed, 12)
-    camera = default_camera(640, 480)
-    specs = [s for s in plan_frames(world, 12, 0.25, seed) if s.split == split][:count]
-    cache = TextureCache(world)
-    return [(render_frame(world, camera, spec, cache, seed)[0], camera) for spec in specs]
 
 
 def prepare(spec: str, out: Path) -> tuple[str, Path, Path, tuple[str, int] | None]:
@@ -84,22 +72,24 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     conf = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
 
-    foreign_cache: dict[tuple, list] = {}
+    foreign_cache: dict[tuple | str, list] = {}  # images rendered / read once for every map
 
     def foreign_images(own: tuple[str, int] | None, strecha_map: bool):
         items = []
         if not strecha_map:
             for name in STRECHA.values():
-                dataset = load_dataset(SHARED / name)
-                items += [(f"{name}/{f.name}", read_image(f.image_path), f.camera)
-                          for f in dataset.split("query") + dataset.split("mapping")]
+                if name not in foreign_cache:
+                    dataset = load_dataset(SHARED / name)
+                    foreign_cache[name] = [(f"{name}/{f.name}", read_image(f.image_path), f.camera)
+                                           for f in dataset.split("query") + dataset.split("mapping")]
+                items += foreign_cache[name]
         for world in FOREIGN_WORLDS:
             if world == own:
                 continue
             for split in ("query_day", "query_night"):
                 key = (*world, split)
                 if key not in foreign_cache:
-                    foreign_cache[key] = synthetic_queries(*world, split, IMAGES_PER_SPLIT)
+                    foreign_cache[key] = render_query_images(*world, split, IMAGES_PER_SPLIT)
                 items += [(f"{world[0]}{world[1]}/{split}/{i}", rgb, cam) for i, (rgb, cam) in enumerate(foreign_cache[key])]
         return items
 

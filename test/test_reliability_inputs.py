@@ -348,15 +348,9 @@ def _strecha(name: str, count: int):
 
 
 def _synthetic(preset: str, seed: int, count: int):
-    from scenesqueezer_core.synthetic import build_world, default_camera
-    from scenesqueezer_core.synthetic.generate import plan_frames, render_frame
-    from scenesqueezer_core.synthetic.textures import TextureCache
+    from scenesqueezer_core.synthetic import render_query_images
 
-    world = build_world(preset, seed, 12)
-    camera = default_camera(WIDTH, HEIGHT)
-    specs = [s for s in plan_frames(world, 12, 0.25, seed) if s.split == "query_day"][:count]
-    cache = TextureCache(world)
-    return [(render_frame(world, camera, spec, cache, seed)[0], camera) for spec in specs]
+    return render_query_images(preset, seed, "query_day", count, WIDTH, HEIGHT)
 
 
 FOREIGN_SOURCES = {

@@ -70,10 +70,22 @@ def _kcover_k(visibility, budget: int) -> int:
     return max(1, int(round(budget * mean_track / num_frames)))
 
 
+def _qp_keep(d: np.ndarray, feats: np.ndarray, gamma: float, tau: float, budget: int, max_iter: int) -> np.ndarray:
+    """(<= budget,) local indices the QP keeps, for d (m,) and kernel features (m, F), nu = budget / m."""
+    from .smo import solve_qp_smo
+
+    result = solve_qp_smo(d, features=feats, gamma=gamma, tau=tau, nu=budget / len(d), max_iter=max_iter)
+    kept = result.kept
+    if len(kept) > budget:
+        # Same byte budget as the baselines: the QP keeps at least nu*m points; keep the
+        # budget's worth with the largest weights.
+        kept = kept[np.argsort(-result.alpha[kept], kind="stable")[:budget]]
+    return kept
+
+
 def select_cluster(task: ClusterTask) -> ClusterSelection:
     from .baselines import select_kcover, select_kcover_prioritized, select_random
     from .scores import handcrafted_scores, kernel_features
-    from .smo import solve_qp_smo
 
     conf = task.conf
     method = conf["method"]
@@ -100,15 +112,8 @@ def select_cluster(task: ClusterTask) -> ClusterSelection:
         feats, gamma = kernel_features(task.xyz, task.descriptors, descriptor_weight=conf["kernel_descriptor_weight"])
         seconds["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        nu = task.budget / m
-        result = solve_qp_smo(d, features=feats, gamma=gamma, tau=conf["tau"], nu=nu, max_iter=conf["max_smo_iter"])
+        local = _qp_keep(d, feats, gamma, conf["tau"], task.budget, conf["max_smo_iter"])
         seconds["qp"] = time.perf_counter() - t0
-        kept = result.kept
-        if len(kept) > task.budget:
-            # Same byte budget as the baselines: the QP keeps at least nu*m points; keep the
-            # budget's worth with the largest weights.
-            kept = kept[np.argsort(-result.alpha[kept], kind="stable")[:task.budget]]
-        local = kept
     elif method == "learned":
         from ..learned.inference import load_learned_model, score_cluster
 
@@ -117,13 +122,8 @@ def select_cluster(task: ClusterTask) -> ClusterSelection:
         d, feats, tau = score_cluster(model, task.learned_inputs, seed=conf["seed"] + task.cluster_index)
         seconds["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        nu = task.budget / m
-        result = solve_qp_smo(d, features=feats, gamma=1.0, tau=tau, nu=nu, max_iter=conf["max_smo_iter"])
+        local = _qp_keep(d, feats, 1.0, tau, task.budget, conf["max_smo_iter"])
         seconds["qp"] = time.perf_counter() - t0
-        kept = result.kept
-        if len(kept) > task.budget:
-            kept = kept[np.argsort(-result.alpha[kept], kind="stable")[:task.budget]]
-        local = kept
     else:
         raise ConfigError(f"unknown compression method {method!r}; choose one of {', '.join(METHODS)}")
     local = np.asarray(local, dtype=np.int64)

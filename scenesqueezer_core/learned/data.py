@@ -149,9 +149,10 @@ def point_statistics(track_lengths: np.ndarray, errors: np.ndarray, obs_point: n
     from ..compression.scores import score_terms
 
     counts = np.bincount(obs_point, minlength=m).astype(np.float64)
-    mean_desc = np.zeros((m, obs_desc.shape[1]), np.float64)
-    np.add.at(mean_desc, obs_point, obs_desc)
-    terms = score_terms(track_lengths, errors, mean_desc.astype(np.float32)) if m else np.zeros((3, 0))
+    # a sum, not a mean: distinctiveness L2-normalises the descriptors, and a sum points where the mean does
+    desc_sum = np.zeros((m, obs_desc.shape[1]), np.float64)
+    np.add.at(desc_sum, obs_point, obs_desc)
+    terms = score_terms(track_lengths, errors, desc_sum.astype(np.float32)) if m else np.zeros((3, 0))
     return np.column_stack([np.log1p(track_lengths) / 4.0, np.log1p(counts) / 4.0, terms.T]).astype(np.float32)
 
 

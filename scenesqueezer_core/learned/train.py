@@ -48,8 +48,9 @@ DEFAULT_TRAIN_CONF: dict[str, Any] = {
     "lr": 1e-3,
     "weight_xi": 1.0,
     "ratio": 0.02,  # nu of the training QP (the benchmark compresses to <= 2 % of the bytes); validation's nu
-    # [lo, hi]: each stage-2 step draws its nu log-uniformly from this range instead (users pick the
-    # compression ratio, so the kernel and tau should trade coverage for distinctiveness at any budget)
+    # [lo, hi]: each step draws its nu log-uniformly from this range instead, used by the stage-2 pose
+    # loss (users pick the compression ratio, so the kernel and tau should trade coverage for
+    # distinctiveness at any budget)
     "ratio_range": None,
     "checkpoint_every": 50,
     "validate_every": 100,

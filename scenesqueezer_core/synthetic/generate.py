@@ -63,6 +63,18 @@ def render_frame(world: World, camera: Camera, spec: FrameSpec, cache: TextureCa
     return apply_appearance(result, world, appearance, rng), result.depth
 
 
+def render_query_images(preset: str, seed: int, split: str = "query_day", count: int = 3, width: int = 640,
+                        height: int = 480, num_frames: int = 12) -> list[tuple[np.ndarray, Camera]]:
+    """Up to ``count`` (H, W, 3) uint8 photos of one query split of a world, with their camera, rendered in
+    memory (no scene folder): foreign images for pose safety tests. A world planned for ``num_frames``
+    mapping frames has max(3, round(0.25 * num_frames)) queries per split."""
+    world = build_world(preset, seed, num_frames)
+    camera = default_camera(width, height)
+    specs = [s for s in plan_frames(world, num_frames, 0.25, seed) if s.split == split][:count]
+    cache = TextureCache(world)
+    return [(render_frame(world, camera, spec, cache, seed)[0], camera) for spec in specs]
+
+
 # Per-process state of the render workers (set once by _init_worker, then reused by every chunk).
 _WORKER: dict = {}
 
