@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
@@ -106,7 +106,6 @@ class Counters:
     last_total_latency_s: float = 0.0
     last_failure_reason: str = ""
     last_success_time: float = 0.0
-    history: list = field(default_factory=list)
 
 
 class LocalizerNode(Node):

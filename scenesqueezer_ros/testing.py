@@ -71,17 +71,3 @@ def spin_until(node, condition: Callable[[], bool], timeout: float) -> bool:
             return True
         rclpy.spin_once(node, timeout_sec=0.05)
     return condition()
-
-
-def call_trigger(node, service_name: str, timeout: float = 60.0):
-    """Call a std_srvs/Trigger service; returns the response or None on timeout."""
-    import rclpy
-    from std_srvs.srv import Trigger
-
-    client = node.create_client(Trigger, service_name)
-    if not client.wait_for_service(timeout_sec=timeout):
-        return None
-    future = client.call_async(Trigger.Request())
-    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-    node.destroy_client(client)
-    return future.result()

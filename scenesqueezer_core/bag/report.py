@@ -263,7 +263,3 @@ def plot_recall(records: list[QueryRecord]):
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left", fontsize=8)
     return fig
-
-
-def print_summary(metrics: dict[str, Any], out_dir: Path, title: str) -> str:
-    return format_metrics_table(metrics, title=title) + f"\n  report: {out_dir / 'summary.md'}"

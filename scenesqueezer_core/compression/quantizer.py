@@ -371,10 +371,6 @@ class GlobalQuantizer(DSQAutoEncoder):
     default_conf = {**DSQAutoEncoder.default_conf, "in_dim": 4096, "hidden_dim": 0, "code_dim": 1024}
 
 
-# Known feature types and their descriptor sizes; the code size equals the descriptor size (1 byte each).
-FEATURE_DIMS = {"xfeat": 64, "aliked": 128, "sift": 128}
-
-
 def shipped_weights_path(features: str) -> Path:
     return WEIGHTS_DIR / f"quantizer_{features}.safetensors"
 
