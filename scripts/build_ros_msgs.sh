@@ -3,11 +3,14 @@
 # the generated `scenesqueezer` message package into a venv, so that
 #     VENV/bin/python -c "from scenesqueezer.msg import LocalizationResult"
 # works without a system ROS 2 install. Also builds a wire-compatible `tf2_msgs` (TFMessage only)
-# when the venv has none, because tf2_msgs has no PyPI wheel and the node publishes /tf with it.
+# when the venv has none, because tf2_msgs has no PyPI wheel and the node publishes /tf with it, and
+# `composition_interfaces` (launch_ros imports it; no PyPI wheel) when its source is given.
 #
 # Usage: bash scripts/build_ros_msgs.sh VENV_DIR
 #   SCENESQUEEZER_MSGS_FORCE=1   rebuild even when the stamp says the build is current
 #   SCENESQUEEZER_MSGS_BUILD_DIR where to keep the CMake build trees (default: a temporary folder)
+#   SCENESQUEEZER_COMPOSITION_INTERFACES_SRC  composition_interfaces source folder to build too
+#                                (scripts/setup_env.sh: ../shared/ros2-launch/src/composition_interfaces)
 #
 # Idempotent: a stamp in VENV/share/scenesqueezer/ records a hash of everything the build reads;
 # an unchanged tree whose messages still import is skipped in well under a second.
@@ -30,6 +33,12 @@ if [[ ! -x "$PYTHON" ]]; then
 fi
 
 STAMP_FILE="$VENV_DIR/share/scenesqueezer/.scenesqueezer_msgs_stamp"
+COMPOSITION_SRC="${SCENESQUEEZER_COMPOSITION_INTERFACES_SRC:-}"
+if [[ -n "$COMPOSITION_SRC" && ! -f "$COMPOSITION_SRC/package.xml" ]]; then
+  echo "error: SCENESQUEEZER_COMPOSITION_INTERFACES_SRC=$COMPOSITION_SRC has no package.xml;" \
+       "point it at ros2-launch/src/composition_interfaces or unset it" >&2
+  exit 2
+fi
 stamp_inputs=(
   "$REPO_DIR"/msg/*.msg
   "$REPO_DIR/CMakeLists.txt"
@@ -40,13 +49,20 @@ stamp_inputs=(
   "$REPO_DIR"/scripts/ros/tf2_msgs/CMakeLists.txt
   "$REPO_DIR"/scripts/ros/tf2_msgs/package.xml
 )
+if [[ -n "$COMPOSITION_SRC" ]]; then
+  stamp_inputs+=("$COMPOSITION_SRC/package.xml" "$COMPOSITION_SRC/CMakeLists.txt" "$COMPOSITION_SRC"/srv/*.srv)
+fi
 wanted_stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 
 imports_ok() {
-  "$PYTHON" - <<'PY' 2>/dev/null
+  SCENESQUEEZER_CHECK_COMPOSITION="${COMPOSITION_SRC:+1}" "$PYTHON" - <<'PY' 2>/dev/null
 import importlib
+import os
 import pathlib
 import sys
+
+if os.environ.get("SCENESQUEEZER_CHECK_COMPOSITION"):
+    importlib.import_module("composition_interfaces.srv")
 
 repo_msgs = sorted(p.stem for p in pathlib.Path("msg").glob("*.msg"))
 msg = importlib.import_module("scenesqueezer.msg")
@@ -123,6 +139,9 @@ if ! "$PYTHON" -c 'import tf2_msgs.msg' 2>/dev/null \
   build_package "$REPO_DIR/scripts/ros/tf2_msgs" tf2_msgs
   touch "$VENV_DIR/share/tf2_msgs/.scenesqueezer_stand_in"
 fi
+if [[ -n "$COMPOSITION_SRC" ]]; then
+  build_package "$COMPOSITION_SRC" composition_interfaces
+fi
 build_package "$REPO_DIR" scenesqueezer -DSCENESQUEEZER_MSGS_ONLY=ON
 # rosidl installs an egg-info named after the ROS package, i.e. the same distribution name as this
 # repository's setup.py: `pip install .` would then "uninstall" it by deleting the generated
@@ -136,4 +155,4 @@ if ! (cd "$REPO_DIR" && imports_ok); then
 fi
 mkdir -p "$(dirname "$STAMP_FILE")"
 echo "$wanted_stamp" >"$STAMP_FILE"
-echo "== done: scenesqueezer and tf2_msgs messages import in $VENV_DIR"
+echo "== done: scenesqueezer and tf2_msgs messages${COMPOSITION_SRC:+ and composition_interfaces} import in $VENV_DIR"
