@@ -1,0 +1,81 @@
+"""What the localizer needs from a map, and the adapter that gives it for an uncompressed SceneMap.
+
+A candidate is what retrieval ranks and matching pairs a query with: a mapping frame of a
+SceneMap (its triangulated keypoints) or a co-visible cluster of a CompressedMap (its kept points
+projected into the cluster's representative frame; CompressedMap implements the protocol itself).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import MapFileError
+from ..features import Features
+from ..maps.compressed_map import CompressedMap
+from ..maps.mapfile import read_map_file
+from ..maps.scene_map import SceneMap
+from ..retrieval import VladModel
+from ..types import Camera
+
+
+class LocalizationDatabase(Protocol):
+    """What the localizer needs from a map."""
+
+    feature_setup: str
+    vlad: VladModel
+    global_descriptors: np.ndarray  # (C, G) float32
+    points_xyz: np.ndarray  # (P, 3) float64
+    points_color: np.ndarray  # (P, 3) uint8
+    points_multiview: np.ndarray  # (P,) bool: seen by >= 3 map frames (trusted occluders)
+    candidate_ids: np.ndarray  # (C,) int64 ids reported in results (frame or cluster ids)
+    file_bytes: int
+
+    def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
+        """(features of candidate ``index``, (N,) int64 point id of each feature)."""
+
+    def candidate_camera(self, index: int) -> Camera:
+        """Intrinsics of the frame a candidate's features live in (frame / representative)."""
+
+    def candidate_centers(self, index: int) -> np.ndarray:
+        """(K, 3) camera centres of every map frame behind candidate ``index`` (a frame, or a cluster's frames)."""
+
+
+def load_database(map_path: str | os.PathLike) -> LocalizationDatabase:
+    """Open a SceneMap or a CompressedMap, whichever the file holds."""
+    container = read_map_file(map_path, verify=False)  # kind sniffing only; full load verifies
+    if container.kind == "scene_map":
+        return SceneMapDatabase(SceneMap.load(map_path))
+    if container.kind == "compressed_map":
+        return CompressedMap.load(map_path)
+    raise MapFileError(f"map file {map_path} holds an unknown kind {container.kind!r}")
+
+
+class SceneMapDatabase:
+    """LocalizationDatabase over an uncompressed SceneMap: one candidate per mapping frame."""
+
+    def __init__(self, scene_map) -> None:
+        self.scene_map = scene_map
+        self.feature_setup = scene_map.feature_setup
+        self.vlad = scene_map.vlad
+        self.global_descriptors = np.asarray(scene_map.global_descriptors)
+        self.points_xyz = np.asarray(scene_map.points_xyz)
+        self.points_color = np.asarray(scene_map.points_color)
+        self.points_multiview = scene_map.multiview_points()
+        self.candidate_ids = np.arange(scene_map.num_frames, dtype=np.int64)
+        self.file_bytes = Path(scene_map.path).stat().st_size if scene_map.path else 0
+
+    def candidate_centers(self, index: int) -> np.ndarray:
+        return self.scene_map.pose(index).center[None]
+
+    def candidate_camera(self, index: int) -> Camera:
+        return self.scene_map.cameras[index]
+
+    def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
+        feats = self.scene_map.frame_features(index)
+        ids = np.asarray(self.scene_map.keypoint_point_ids[self.scene_map.frame_slice(index)])
+        keep = ids >= 0
+        return feats.subset(keep), ids[keep]

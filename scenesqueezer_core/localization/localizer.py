@@ -1,0 +1,146 @@
+"""The localizer: a short composition of stages (seed section C).
+
+    image -> extract -> retrieval (top-k candidates) -> matching (2D-3D, lazily, in retrieval order)
+          -> pose estimation (RANSAC + PnP per candidate, agreement, final PnP) -> pose checks
+
+Each stage is a module with its own conf sub-dict (conf.stage_conf); the checks are the named
+policies of checks.POSE_CHECKS. One Localizer serves both map kinds through the
+``LocalizationDatabase`` interface (database.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageError
+from ..features import load_feature_setup
+from ..types import Camera
+from .checks import POSE_CHECKS, CheckContext, Occlusion
+from .conf import localizer_conf, stage_conf
+from .database import LocalizationDatabase, load_database
+from .matching import CandidateMatching
+from .pose import PoseEstimation
+from .result import FailureCode, LocalizationResult
+from .retrieval import make_retrieval
+
+
+class Localizer:
+    def __init__(self, database: LocalizationDatabase, conf: dict[str, Any] | None = None, device: str = "auto"):
+        self.conf = localizer_conf(conf)
+        self.database = database
+        self.extractor, default_matcher = load_feature_setup(database.feature_setup, device=device)
+        self.retrieval = make_retrieval(database, stage_conf(self.conf, "retrieval"))
+        self.matching = CandidateMatching(database, stage_conf(self.conf, "matching"), default_matcher, device)
+        self.pose_estimation = PoseEstimation(database, stage_conf(self.conf, "pose"),
+                                              early_exit_inliers=int(self.conf["early_exit_inliers"]))
+        checks_conf = stage_conf(self.conf, "checks")
+        self.checks = [check(checks_conf) for check in POSE_CHECKS]
+
+    @classmethod
+    def from_file(cls, map_path: str | os.PathLike, conf: dict[str, Any] | None = None, device: str = "auto") -> Localizer:
+        return cls(load_database(map_path), conf, device)
+
+    @property
+    def matcher(self):
+        return self.matching.matcher
+
+    @property
+    def map_points(self) -> np.ndarray:
+        return np.asarray(self.database.points_xyz, dtype=np.float32)
+
+    @property
+    def map_colors(self) -> np.ndarray:
+        return np.asarray(self.database.points_color, dtype=np.uint8)
+
+    def localize(self, image: np.ndarray, camera: Camera) -> LocalizationResult:
+        """(H, W, 3) uint8 RGB (or (H, W) grey) image taken by ``camera`` -> result with pose or failure code."""
+        timings = dict.fromkeys(("extract", "retrieve", "match", "pnp"), 0.0)
+        t_start = time.perf_counter()
+        result = LocalizationResult(success=False, timings=timings)
+        image, camera = prepare_image(image, camera, int(self.conf["max_image_size"]))  # ImageError: the caller's
+
+        t0 = time.perf_counter()
+        query = self.extractor.extract(image)
+        timings["extract"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        retrieved = self.retrieval(query)
+        result.candidate_ids = retrieved.candidate_ids
+        timings["retrieve"] = time.perf_counter() - t0
+        if len(query) < 4:
+            return _finish(result.fail(FailureCode.TOO_FEW_KEYPOINTS,
+                                       f"only {len(query)} keypoints in the image (texture-less or blank)"), t_start)
+
+        t0 = time.perf_counter()
+        registered = self.pose_estimation.register_candidates(
+            query.keypoints, camera, self.matching.matches(query, retrieved.indices))
+        timings["match"] = self.matching.seconds  # matching runs lazily inside the registration loop
+        if not registered:
+            timings["pnp"] = time.perf_counter() - t0 - self.matching.seconds
+            return _finish(result.fail(FailureCode.NO_CANDIDATE_REGISTERED,
+                                       "no retrieved candidate could be registered (too few 2D-3D matches)"), t_start)
+        estimate = self.pose_estimation.estimate(query.keypoints, camera, registered)
+        timings["pnp"] = time.perf_counter() - t0 - self.matching.seconds
+        result.successful_candidates = [int(self.database.candidate_ids[registered[i].index]) for i in estimate.agreeing]
+        result.num_correspondences = len(estimate.correspondences)
+        result.num_inliers = estimate.num_inliers
+
+        context = CheckContext(self.database, retrieved.indices, lambda i: self.matching.candidate(i)[1])
+        failed = None
+        for check in self.checks:
+            if check.needs_pose and estimate.pose is None:
+                continue
+            outcome = check(estimate, context)
+            result.checks.append(outcome)
+            if isinstance(check, Occlusion):
+                result.occluded_inlier_share = outcome.statistic
+            if not outcome.passed and failed is None:
+                failed = (check, outcome)
+        if len(estimate.residuals_px):
+            result.median_reprojection_error_px = float(np.median(estimate.residuals_px))
+        if failed is not None:
+            check, outcome = failed
+            return _finish(result.fail(check.code, check.reason(outcome.statistic, outcome.limit)), t_start)
+        if estimate.pose is None:
+            return _finish(result.fail(FailureCode.NO_FINAL_POSE, "final RANSAC+PnP found no pose"), t_start)
+        result.success = True
+        result.cam_from_world = estimate.pose
+        result.covariance = estimate.covariance
+        return _finish(result, t_start)
+
+
+def _finish(result: LocalizationResult, t_start: float) -> LocalizationResult:
+    result.timings["total"] = time.perf_counter() - t_start
+    return result
+
+
+def prepare_image(image: np.ndarray, camera: Camera, max_size: int) -> tuple[np.ndarray, Camera]:
+    """Check shape/dtype and the camera's size; downscale huge images together with the intrinsics.
+
+    (H, W) grey or (H, W, 3) RGB uint8 -> (H', W', 3) RGB uint8 and the camera of that size.
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}")
+    h, w = image.shape[:2]
+    if h < 16 or w < 16:
+        raise ImageError(f"image of {w}x{h} pixels is too small to localize")
+    if (w, h) != (camera.width, camera.height):
+        raise ImageError(
+            f"image is {w}x{h} but the camera intrinsics are for {camera.width}x{camera.height}; "
+            "send the matching CameraInfo or resize the image"
+        )
+    scale = max_size / max(h, w)
+    if scale < 1.0:
+        new_w, new_h = round(w * scale), round(h * scale)
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        camera = camera.scaled(new_w / w, new_h / h)
+    return image, camera
