@@ -81,7 +81,8 @@ def add_bag_commands(sub) -> None:
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
     p.add_argument("--compressed", action="store_true", help="sensor_msgs/CompressedImage (JPEG) instead of raw")
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps, Hz")
-    p.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8"), help="raw image encoding")
+    p.add_argument("--encoding", default="auto", choices=("auto", "rgb8", "bgr8", "mono8"),
+                   help="image encoding (auto: mono8 for grey images, e.g. a grey camera's, else rgb8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag at BAG_OUT")
     p.set_defaults(func=_cmd_export_bag)
 

@@ -2,8 +2,10 @@
 
 Per frame, all with the same header stamp (``start + i / rate_hz``):
 
-* the image, ``sensor_msgs/Image`` (rgb8 / bgr8, lossless) or ``sensor_msgs/CompressedImage`` (JPEG)
-  on ``<image>/compressed`` as image_transport names it;
+* the image, ``sensor_msgs/Image`` (rgb8 / bgr8 / mono8, lossless) or ``sensor_msgs/CompressedImage``
+  (JPEG, single-channel for mono8) on ``<image>/compressed`` as image_transport names it. The default
+  encoding ``auto`` writes grey images (a grey camera such as KITTI's: 8-bit grey files, or colour files
+  whose three channels are equal) as mono8 and colour images as rgb8;
 * its ``sensor_msgs/CameraInfo`` (each frame carries its own intrinsics);
 * the ground-truth camera pose as ``geometry_msgs/PoseStamped`` (camera optical frame in ``map``);
 * with ``ground_truth_tf``, the same pose on ``/tf`` as map -> ``body_frame``, and on
@@ -31,6 +33,7 @@ from . import messages as m
 # Optical frame (z forward, x right, y down) expressed in a REP 103 body frame (x forward, y left, z up).
 BODY_FROM_OPTICAL = Pose(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), np.zeros(3))
 DEFAULT_START_NS = 1_700_000_000 * 1_000_000_000  # fixed so that exports are reproducible
+ENCODINGS = ("auto", "rgb8", "bgr8", "mono8")  # auto: mono8 for grey images, rgb8 for colour ones
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def is_bag(path: str | os.PathLike) -> bool:
 
 def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split: str = "query",
                storage: str = "mcap", compressed: bool = False, rate_hz: float = 10.0,
-               topics: BagTopics | None = None, encoding: str = "rgb8", jpeg_quality: int = 95,
+               topics: BagTopics | None = None, encoding: str = "auto", jpeg_quality: int = 95,
                ground_truth_tf: bool = True, start_ns: int = DEFAULT_START_NS,
                overwrite: bool = False) -> Path:
     """Write the frames of ``split`` (in splits.json order) into a new rosbag2 at ``bag_out``.
@@ -74,8 +77,8 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
         raise ConfigError(f"unknown bag storage {storage!r}; choose mcap or sqlite3")
     if not (rate_hz > 0 and np.isfinite(rate_hz)):
         raise ConfigError(f"rate_hz must be a positive number, got {rate_hz}")
-    if encoding not in ("rgb8", "bgr8"):
-        raise ConfigError(f"image encoding must be rgb8 or bgr8, got {encoding!r}")
+    if encoding not in ENCODINGS:
+        raise ConfigError(f"image encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if not 1 <= int(jpeg_quality) <= 100:
         raise ConfigError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     bag_out = Path(bag_out)
@@ -122,8 +125,9 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
                         f"image {frame.image_path} is {rgb.shape[1]}x{rgb.shape[0]} but its camera says "
                         f"{frame.camera.width}x{frame.camera.height}; fix the dataset's cameras.txt")
                 head = m.header(ns, topics.optical_frame)
-                image_msg = (_compressed_msg(rgb, head, jpeg_quality) if compressed
-                             else _image_msg(rgb, head, encoding))
+                frame_encoding = encoding if encoding != "auto" else ("mono8" if is_grey(rgb) else "rgb8")
+                image_msg = (_compressed_msg(rgb, head, jpeg_quality, grey=frame_encoding == "mono8") if compressed
+                             else _image_msg(rgb, head, frame_encoding))
                 info_msg = m.camera_to_camera_info(frame.camera, ns, topics.optical_frame)
                 map_from_cam = frame.cam_from_world.inverse()
                 pose_msg = types[m.POSE_STAMPED_TYPE](header=m.header(ns, topics.map_frame),
@@ -148,23 +152,40 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
     return bag_out
 
 
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when the three channels of an (H, W, 3) image are equal (read_image of a grey file)."""
+    return bool(np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]))
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) uint8: the grey image itself, or the luminance of a colour one."""
+    import cv2
+
+    return np.ascontiguousarray(rgb[:, :, 0]) if is_grey(rgb) else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
 def _image_msg(rgb: np.ndarray, head, encoding: str):
-    pixels = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
     height, width = rgb.shape[:2]
+    if encoding == "mono8":
+        pixels, channels = _grey(rgb), 1
+    else:
+        pixels, channels = (rgb if encoding == "rgb8" else rgb[:, :, ::-1]), 3
     return m.typestore().types[m.IMAGE_TYPE](
-        header=head, height=height, width=width, encoding=encoding, is_bigendian=0, step=3 * width,
+        header=head, height=height, width=width, encoding=encoding, is_bigendian=0, step=channels * width,
         data=np.ascontiguousarray(pixels).reshape(-1))
 
 
-def _compressed_msg(rgb: np.ndarray, head, quality: int):
+def _compressed_msg(rgb: np.ndarray, head, quality: int, grey: bool = False):
     import cv2
 
-    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    pixels = _grey(rgb) if grey else np.ascontiguousarray(rgb[:, :, ::-1])
+    ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise DatasetError("OpenCV could not JPEG-encode an image")
-    # image_transport's format string: the raw encoding, then the codec.
+    # image_transport's format string: the raw encoding, then the codec (a grey JPEG for mono8).
     return m.typestore().types[m.COMPRESSED_IMAGE_TYPE](
-        header=head, format="rgb8; jpeg compressed bgr8", data=np.asarray(buffer, dtype=np.uint8).reshape(-1))
+        header=head, format="mono8; jpeg compressed mono8" if grey else "rgb8; jpeg compressed bgr8",
+        data=np.asarray(buffer, dtype=np.uint8).reshape(-1))
 
 
 def _tf_message(transforms: list[tuple[Pose, str, str]], ns: int):
