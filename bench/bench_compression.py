@@ -81,7 +81,7 @@ def main() -> int:
         map_path = out / f"{name}_{args.features}.ssmap"
         if not map_path.exists():
             build_map(root, map_path, features=args.features)
-        from scenesqueezer_core.mapping import SceneMap
+        from scenesqueezer_core.maps.scene_map import SceneMap
 
         source = SceneMap.load(map_path)
         source_bytes = map_path.stat().st_size

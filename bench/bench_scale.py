@@ -55,7 +55,7 @@ def main() -> int:
         build_map(scene, map_path, features="xfeat")
         rows.append(f"| build map | {time.perf_counter() - t0:.0f} s |")
     from scenesqueezer_core.dataset import load_dataset
-    from scenesqueezer_core.mapping import SceneMap
+    from scenesqueezer_core.maps.scene_map import SceneMap
 
     scene_map = SceneMap.load(map_path)
     ds = load_dataset(scene, check_images=False)

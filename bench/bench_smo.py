@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from smo_reference import smo_reference  # noqa: E402
 
-from scenesqueezer_core.compression.scores import kernel_features  # noqa: E402
-from scenesqueezer_core.compression.smo import qp_objective, solve_qp_smo  # noqa: E402
+from scenesqueezer_core.selection.scores import kernel_features  # noqa: E402
+from scenesqueezer_core.selection.smo import qp_objective, solve_qp_smo  # noqa: E402
 
 
 def make_problem(m: int, seed: int = 0):

@@ -1,6 +1,6 @@
 """Reference SMO: Algorithm 1 of the SceneSqueezer supplement, as printed, with DESIGN.md's corrections.
 
-This is the yardstick for ``scenesqueezer_core.compression.smo.solve_qp_smo`` (bench/bench_smo.py):
+This is the yardstick for ``scenesqueezer_core.selection.smo.solve_qp_smo`` (bench/bench_smo.py):
 a plain Python loop, one pair per iteration, exactly as the supplement describes it --
 
 - ``initialize(d, nu)``: the top ``ceil(nu m)`` scores get ``C = 1/(nu m)`` (the last one the remainder,

@@ -44,7 +44,8 @@ def _cmd_generate_scene(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_map(args: argparse.Namespace) -> int:
-    from .mapping import SceneMap, build_map
+    from .mapping import build_map
+    from .maps.scene_map import SceneMap
 
     path = build_map(args.dataset, args.map_path, features=args.features, split=args.split, device=args.device)
     scene_map = SceneMap.load(path)

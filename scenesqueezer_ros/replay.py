@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from scenesqueezer_core.bag import messages as bag_messages
-from scenesqueezer_core.bag.offline import ReplayOutcome, node_conf, query_scan, replay_info
+from scenesqueezer_core.replay.offline import ReplayOutcome, node_conf, query_scan, replay_info
 from scenesqueezer_core.bag.read import iter_image_messages
-from scenesqueezer_core.bag.report import QueryRecord, write_report
+from scenesqueezer_core.replay.report import QueryRecord, write_report
 from scenesqueezer_core.errors import ConfigError, DatasetError, SceneSqueezerError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

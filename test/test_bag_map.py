@@ -4,7 +4,7 @@ import json
 
 from scenesqueezer_core.bag import export_bag
 from scenesqueezer_core.cli import main
-from scenesqueezer_core.mapping import SceneMap
+from scenesqueezer_core.maps.scene_map import SceneMap
 
 
 def test_build_map_from_bag_then_localize(small_street_scene, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from scenesqueezer_core.bag import export_bag
 from scenesqueezer_core.bag.cli import add_bag_commands
-from scenesqueezer_core.bag.report import PLOTS
+from scenesqueezer_core.replay.report import PLOTS
 from scenesqueezer_core.evaluate import THRESHOLDS
 
 DOMAIN_ID = 87

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import squareform
 
-from scenesqueezer_core.compression.clustering import (cluster_frames, covisibility_distances,
+from scenesqueezer_core.selection.clustering import (cluster_frames, covisibility_distances,
                                                        presample_reference_frames)
 from scenesqueezer_core.errors import ConfigError
 

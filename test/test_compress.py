@@ -7,9 +7,9 @@ import pytest
 
 from scenesqueezer_core.cli import main
 from scenesqueezer_core.compression.compress import compress_map
-from scenesqueezer_core.compression.compressed_map import CompressedMap
+from scenesqueezer_core.maps.compressed_map import CompressedMap
 from scenesqueezer_core.errors import ConfigError, MapFileError
-from scenesqueezer_core.mapping import SceneMap
+from scenesqueezer_core.maps.scene_map import SceneMap
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def report_clusters(path):
 
 
 def _assert_same_map(path_a, path_b):
-    from scenesqueezer_core.compression.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES
+    from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES
 
     a, b = CompressedMap.load(path_a), CompressedMap.load(path_b)
     for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES:

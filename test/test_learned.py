@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from scenesqueezer_core.compression.smo import solve_qp_smo
+from scenesqueezer_core.selection.smo import solve_qp_smo
 from scenesqueezer_core.errors import ConfigError
 from scenesqueezer_core.learned.data import POINT_STATS_DIM
 from scenesqueezer_core.learned.losses import distinctiveness_loss, pose_success_probability
@@ -277,7 +277,7 @@ def train_with_conf(samples_dir, out, conf):
 
 def test_compress_learned_from_cli(small_street_map, tmp_path):
     from scenesqueezer_core.cli import main
-    from scenesqueezer_core.compression.compressed_map import CompressedMap
+    from scenesqueezer_core.maps.compressed_map import CompressedMap
     from scenesqueezer_core.learned.inference import default_weights_path
 
     if not default_weights_path("xfeat").exists():

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from scenesqueezer_core.cli import main
-from scenesqueezer_core.mapping import SceneMap
+from scenesqueezer_core.maps.scene_map import SceneMap
 
 FOUNTAIN = SHARED_DATA / "strecha_fountain_p11"
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from scenesqueezer_core.compression.quantizer import (
+from scenesqueezer_core.maps.quantizer import (
     DSQ,
     DescriptorQuantizer,
     GlobalQuantizer,
@@ -158,7 +158,7 @@ def test_safetensors_round_trip_is_bit_exact_and_loads_no_pickle(tmp_path, monke
     codes = model.encode(x)
     np.testing.assert_array_equal(loaded.encode(x), codes)
     np.testing.assert_array_equal(loaded.decode(codes), model.decode(codes))
-    from scenesqueezer_core.compression.quantizer import read_safetensors_metadata
+    from scenesqueezer_core.maps.quantizer import read_safetensors_metadata
 
     assert read_safetensors_metadata(path.read_bytes()) == read_safetensors_metadata(loaded.to_bytes())
 

@@ -62,7 +62,7 @@ def compression_runs(small_street_map, tmp_path_factory):
 
 
 def test_killed_compression_leaves_no_partial_output(compression_runs):
-    from scenesqueezer_core.compression.compressed_map import CompressedMap
+    from scenesqueezer_core.maps.compressed_map import CompressedMap
 
     after_kill = compression_runs["after_kill"]
     assert after_kill["still_running"], "the compression finished before it could be killed; kill it sooner"

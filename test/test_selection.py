@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scenesqueezer_core.compression import (descriptor_distinctiveness, handcrafted_scores, kernel_features,
+from scenesqueezer_core.selection import (descriptor_distinctiveness, handcrafted_scores, kernel_features,
                                             select_kcover, select_kcover_prioritized, select_points_qp,
                                             select_random, solve_qp_smo)
 from scenesqueezer_core.errors import ConfigError

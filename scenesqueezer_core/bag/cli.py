@@ -47,7 +47,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     topics = dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, pose_topic=args.pose_topic,
                   tf_frames=tuple(args.tf_frames) if args.tf_frames else None)
     if args.offline:
-        from .offline import replay_offline
+        from ..replay.offline import replay_offline
 
         outcome = replay_offline(args.bag, args.map_path, output, conf=conf, device=args.device, **topics)
     else:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..features.base import merge_conf
-from ..mapping.scene_map import SceneMap
+from ..maps.scene_map import SceneMap
 
 METHODS = ("qp", "random", "kc", "kcp", "learned")
 
@@ -33,7 +33,7 @@ DEFAULT_COMPRESS_CONF: dict[str, Any] = {
     "kcover_k": None,  # K of K-cover; None: enough to spend the budget (see _kcover_k)
     "min_points_per_cluster": 30,  # a cluster never keeps fewer (small clusters still register)
     "max_smo_iter": 20000,
-    "clustering": {},  # passed to compression.clustering.cluster_frames
+    "clustering": {},  # passed to selection.clustering.cluster_frames
     "learned_weights": None,  # method "learned": safetensors path; None = the shipped weights of the feature setup
     "seed": 0,
 }
@@ -72,7 +72,7 @@ def _kcover_k(visibility, budget: int) -> int:
 
 def _qp_keep(d: np.ndarray, feats: np.ndarray, gamma: float, tau: float, budget: int, max_iter: int) -> np.ndarray:
     """(<= budget,) local indices the QP keeps, for d (m,) and kernel features (m, F), nu = budget / m."""
-    from .smo import solve_qp_smo
+    from ..selection.smo import solve_qp_smo
 
     result = solve_qp_smo(d, features=feats, gamma=gamma, tau=tau, nu=budget / len(d), max_iter=max_iter)
     kept = result.kept
@@ -84,8 +84,8 @@ def _qp_keep(d: np.ndarray, feats: np.ndarray, gamma: float, tau: float, budget:
 
 
 def select_cluster(task: ClusterTask) -> ClusterSelection:
-    from .baselines import select_kcover, select_kcover_prioritized, select_random
-    from .scores import handcrafted_scores, kernel_features
+    from ..selection.baselines import select_kcover, select_kcover_prioritized, select_random
+    from ..selection.scores import handcrafted_scores, kernel_features
 
     conf = task.conf
     method = conf["method"]
@@ -191,10 +191,10 @@ def run_selection(tasks: list[ClusterTask], executor: str = "process", workers: 
 def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: dict[str, Any] | None = None,
                  executor: str = "process", workers: int | None = None, address: str | None = None) -> dict[str, Any]:
     """Compress a SceneMap file into a CompressedMap file; returns a report (sizes, timings)."""
-    from .clustering import cluster_frames
-    from .compressed_map import CompressedMap
-    from .global_model import load_global_model
-    from .quantizer import load_descriptor_quantizer
+    from ..selection.clustering import cluster_frames
+    from ..maps.compressed_map import CompressedMap
+    from ..maps.global_model import load_global_model
+    from ..maps.quantizer import load_descriptor_quantizer
 
     conf = merge_conf(DEFAULT_COMPRESS_CONF, conf)
     if conf["method"] not in METHODS:

@@ -26,7 +26,7 @@ from ..dataset import load_dataset, read_image
 from ..errors import ConfigError
 from ..features import FEATURE_SETUPS, get_extractor, get_matcher
 from ..features.base import Features
-from .quantizer import (
+from ..maps.quantizer import (
     DESCRIPTOR_TRAIN_CONF,
     DescriptorQuantizer,
     evaluate_descriptor_quantizer,

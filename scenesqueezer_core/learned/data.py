@@ -39,7 +39,7 @@ from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..features.base import Features
 from ..geometry import project
-from ..mapping.scene_map import SceneMap
+from ..maps.scene_map import SceneMap
 
 __all__ = ["cluster_inputs", "cluster_point_ids", "point_statistics", "query_labels", "build_training_samples",
            "load_sample", "subsample", "INPUT_KEYS", "POINT_STATS_DIM"]
@@ -146,7 +146,7 @@ def cluster_inputs(scene_map: SceneMap, frame_ids: np.ndarray, anchor: int, veri
 def point_statistics(track_lengths: np.ndarray, errors: np.ndarray, obs_point: np.ndarray, obs_desc: np.ndarray,
                      m: int) -> np.ndarray:
     """(m, POINT_STATS_DIM) float32 per-point statistics (see module docstring) of a whole cluster."""
-    from ..compression.scores import score_terms
+    from ..selection.scores import score_terms
 
     counts = np.bincount(obs_point, minlength=m).astype(np.float64)
     # a sum, not a mean: distinctiveness L2-normalises the descriptors, and a sum points where the mean does
@@ -227,7 +227,7 @@ def build_training_samples(dataset_dir: str | os.PathLike, map_path: str | os.Pa
     none of those splits exists, e.g. the Strecha ``mapping`` split), those into which at least
     ``min_visible_points`` cluster points project, at most ``max_queries`` per cluster.
     """
-    from ..compression.clustering import cluster_frames
+    from ..selection.clustering import cluster_frames
     from ..dataset import load_dataset, read_image
     from ..features import load_feature_setup
 

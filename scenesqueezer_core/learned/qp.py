@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..compression.smo import solve_qp_smo
+from ..selection.smo import solve_qp_smo
 
 __all__ = ["rbf_kernel", "qp_select"]
 

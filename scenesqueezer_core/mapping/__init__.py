@@ -1,6 +1,8 @@
-"""Map building: dataset -> SceneMap (features, verified matches, triangulated points, retrieval)."""
+"""Map building: dataset -> SceneMap (features, verified matches, triangulated points, retrieval).
+
+The SceneMap itself (and its file) lives in ``scenesqueezer_core.maps``.
+"""
 
 from .build import DEFAULT_BUILD_CONF, build_map, build_scene_map
-from .scene_map import SceneMap
 
-__all__ = ["DEFAULT_BUILD_CONF", "SceneMap", "build_map", "build_scene_map"]
+__all__ = ["DEFAULT_BUILD_CONF", "build_map", "build_scene_map"]

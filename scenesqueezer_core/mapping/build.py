@@ -19,7 +19,7 @@ from ..geometry import fundamental_from_poses, sampson_error
 from ..retrieval import fit_vlad
 from ..types import Frame
 from .pairs import pairs_from_poses
-from .scene_map import SceneMap
+from ..maps.scene_map import SceneMap
 from .triangulation import triangulate_known_poses
 
 logger = logging.getLogger(__name__)

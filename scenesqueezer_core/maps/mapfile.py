@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import MapFileError
+from ..atomic import atomic_path
+from ..errors import MapFileError
 
 FORMAT_NAME = "scenesqueezer"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import MapFileError
 from ..features.base import Features
-from ..mapfile import read_map_file, require_arrays, write_map_file
+from .mapfile import read_map_file, require_arrays, write_map_file
 from ..retrieval import VladModel
 from ..types import Camera, Pose
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError, DatasetError
 from ..localize import DEFAULT_LOCALIZER_CONF, Localizer
-from . import messages as m
-from .read import BagScan, iter_image_messages, scan_bag
+from ..bag import messages as m
+from ..bag.read import BagScan, iter_image_messages, scan_bag
 from .report import QueryRecord, write_report
 
 # Localizer settings that the node exposes as ROS parameters: the only ones a replay may change,

@@ -1,7 +1,8 @@
-"""Scene compression: co-visible clustering, QP point selection (SMO), hand-crafted scores, baselines.
+"""Point selection: co-visible clustering, QP point selection (SMO), hand-crafted scores, baselines.
 
-Every function here is a pure function of arrays (no file I/O), so per-cluster work can run in a
-process pool. ``quantizer`` (DSQ descriptor quantization) lives beside these modules.
+Shared by ``compression`` (hand-crafted and learned scores) and ``learned`` (training through the
+QP). Every function here is a pure function of arrays (no file I/O), so per-cluster work can run in
+a process pool.
 """
 
 from .baselines import select_kcover, select_kcover_prioritized, select_random
