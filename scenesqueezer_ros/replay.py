@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from scenesqueezer_core.bag import messages as bag_messages
-from scenesqueezer_core.replay.offline import ReplayOutcome, node_conf, query_scan, replay_info
+from scenesqueezer_core.localization import DEFAULT_LOCALIZER_CONF, localizer_conf
+from scenesqueezer_core.replay.offline import ReplayOutcome, query_scan, replay_info
 from scenesqueezer_core.bag.read import iter_image_messages
 from scenesqueezer_core.replay.report import QueryRecord, write_report
 from scenesqueezer_core.errors import ConfigError, DatasetError, SceneSqueezerError
@@ -54,7 +55,9 @@ def node_command(map_path: Path, node_name: str, image_topic: str, image_type: s
         image_topic, transport = image_topic[: -len("/compressed")], "compressed"
     params = {"map_path": str(map_path), "device": device, "image_topic": image_topic,
               "camera_info_topic": camera_info_topic, "image_transport": transport, "image_qos": "reliable",
-              "max_rate_hz": 0.0, "publish_point_cloud": False, **conf}
+              "max_rate_hz": 0.0, "publish_point_cloud": False,
+              # the node's defaults are the core's (one source), so only the changed options travel
+              **{key: value for key, value in conf.items() if value != DEFAULT_LOCALIZER_CONF[key]}}
     args = [sys.executable, "-m", "scenesqueezer_ros.localizer_node", "--ros-args", "-r", f"__node:={node_name}"]
     for key, value in params.items():
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
@@ -84,7 +87,7 @@ def replay_over_dds(bag: str | os.PathLike, map_path: str | os.PathLike | None, 
     if not connect and (map_path is None or not map_path.is_file()):
         raise DatasetError(f"map file {map_path} does not exist; build one with `scenesqueezer build-map`")
     scan = query_scan(bag, image_topic, camera_info_topic, pose_topic, tf_frames)
-    conf = node_conf(conf)
+    conf = localizer_conf(conf)
 
     process = None
     log_file = None

@@ -105,6 +105,9 @@ NODE_OPTIONS: tuple[Option, ...] = (
     Option("tf_mode", "map_to_camera", "'map_to_camera': publish map->camera_frame (only when nothing "
            "else gives the camera frame a parent); 'map_to_odom': publish map->odom_frame so that "
            "map->odom->...->camera equals the localized pose.", choices=("map_to_camera", "map_to_odom")),
+    Option("autostart", True, "Bring the lifecycle node up to active at start-up (configure: parameters "
+           "and map; activate: subscriptions and worker), like nav2's lifecycle manager autostart. False: "
+           "wait for lifecycle transitions from a manager or `ros2 lifecycle set`."),
     Option("publish_point_cloud", True, "Publish the map's 3D points once, latched (transient local), "
            "as sensor_msgs/PointCloud2 on ~/map_points for RViz."),
 )

@@ -1,7 +1,8 @@
 """Offline replay: every image of a query bag through the core ``Localizer`` (no DDS), then the report.
 
 The DDS replay (``scenesqueezer_ros.replay``) runs the node with the same localizer configuration
-(``node_conf``), the same CameraInfo conversion and the same RANSAC seed, so both agree.
+(every localizer option is a node parameter), the same CameraInfo conversion and the same RANSAC
+seed, so both agree.
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DatasetError
-from ..localize import DEFAULT_LOCALIZER_CONF, Localizer
+from ..errors import DatasetError
+from ..localization import Localizer
 from ..bag import messages as m
 from ..bag.read import BagScan, iter_image_messages, scan_bag
 from .report import QueryRecord, write_report
-
-# Localizer settings that the node exposes as ROS parameters: the only ones a replay may change,
-# so that offline and DDS replays run the same configuration.
-NODE_CONF_KEYS = ("top_k", "ransac_threshold_px", "min_inliers", "min_inlier_ratio")
 
 
 @dataclass
@@ -28,15 +25,6 @@ class ReplayOutcome:
     metrics: dict[str, Any]
     records: list[QueryRecord]
     info: dict[str, Any]
-
-
-def node_conf(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The localizer configuration of a replay: core defaults plus ``overrides`` of NODE_CONF_KEYS."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(NODE_CONF_KEYS))
-    if unknown:
-        raise ConfigError(f"replay cannot set {', '.join(unknown)}: the node only takes {', '.join(NODE_CONF_KEYS)}")
-    return {key: overrides.get(key, DEFAULT_LOCALIZER_CONF[key]) for key in NODE_CONF_KEYS}
 
 
 def query_scan(bag: str | os.PathLike, image_topic: str | None = None, camera_info_topic: str | None = None,
@@ -59,7 +47,7 @@ def replay_offline(bag: str | os.PathLike, map_path: str | os.PathLike, output: 
     if not map_path.is_file():
         raise DatasetError(f"map file {map_path} does not exist; build one with `scenesqueezer build-map`")
     scan = query_scan(bag, image_topic, camera_info_topic, pose_topic, tf_frames)
-    localizer = Localizer.from_file(map_path, node_conf(conf), device)
+    localizer = Localizer.from_file(map_path, conf, device)
     wanted = {f.index for f in scan.synced}
     records: list[QueryRecord] = []
     stream = iter_image_messages(bag, scan, wanted)
@@ -78,4 +66,4 @@ def replay_info(mode: str, bag, map_path, scan: BagScan, conf: dict[str, Any], *
     return {"mode": mode, "bag": str(bag), "map": str(map_path), "image_topic": scan.topics.image,
             "camera_info_topic": scan.topics.camera_info, "ground_truth": scan.topics.pose or scan.topics.tf_frames,
             "images_in_bag": len(scan.frames), "images_without_ground_truth": len(scan.frames) - len(scan.synced),
-            "conf": {k: conf[k] for k in NODE_CONF_KEYS}, **extra}
+            "conf": dict(conf), **extra}
