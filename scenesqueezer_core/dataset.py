@@ -20,7 +20,7 @@ import numpy as np
 import pycolmap
 
 from .atomic import atomic_write_text
-from .errors import CameraModelError, DatasetError
+from .errors import CameraModelError, DatasetError, ImageError
 from .types import CAMERA_MODELS, Camera, Dataset, Frame, Pose
 
 
@@ -142,8 +142,6 @@ def write_splits(root: Path, splits: dict[str, list[str]]) -> None:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; ImageError naming the file when it cannot."""
     import cv2
-
-    from .errors import ImageError
 
     path = Path(path)
     if not path.exists():

@@ -23,6 +23,7 @@ from .atomic import atomic_write_text
 from .errors import DatasetError, SceneSqueezerError
 from .geometry import pose_error
 from .types import Pose
+from .dataset import load_dataset
 
 THRESHOLDS: dict[str, tuple[float, float]] = {
     "0.25m_2deg": (0.25, 2.0),
@@ -84,8 +85,6 @@ def compute_metrics(estimates: dict[str, Pose | None], truths: dict[str, Pose], 
 
 def evaluate_results(results_path: str | os.PathLike, dataset_dir: str | os.PathLike,
                      split: str | None = None) -> dict[str, Any]:
-    from .dataset import load_dataset
-
     payload = load_results(results_path)
     dataset = load_dataset(dataset_dir, check_images=False)
     names = list(payload["results"]) if split is None else dataset.splits.get(split)

@@ -18,7 +18,7 @@ import numpy as np
 import pycolmap
 from scipy.spatial.transform import Rotation
 
-from .errors import CameraModelError
+from .errors import CameraModelError, DatasetError
 
 # Parameter names per supported model, in COLMAP's order. Distortion is never ignored: models with
 # distortion are handed to pycolmap, which undistorts keypoints (``cam_from_img``) and projects with
@@ -210,8 +210,6 @@ class Dataset:
     splits: dict[str, list[str]] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Frame]:
-        from .errors import DatasetError
-
         if name not in self.splits:
             raise DatasetError(
                 f"split {name!r} not found in {self.root / 'splits.json'}; "

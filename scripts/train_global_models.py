@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
 from scenesqueezer_core.maps.global_model import (  # noqa: E402
     GLOBAL_DIM, global_quantizer_path, save_vlad_codebook, vlad_path)
-from scenesqueezer_core.maps.quantizer import WEIGHTS_DIR, train_global_quantizer  # noqa: E402
+from scenesqueezer_core.compression.quantizer_training import train_global_quantizer  # noqa: E402
+from scenesqueezer_core.features.weights import WEIGHTS_DIR  # noqa: E402
 from scenesqueezer_core.dataset import load_dataset, read_image  # noqa: E402
 from scenesqueezer_core.features import get_extractor  # noqa: E402
 from scenesqueezer_core.retrieval import VladModel, top_k  # noqa: E402

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
-from scenesqueezer_core.maps.quantizer import WEIGHTS_DIR  # noqa: E402
+from scenesqueezer_core.features.weights import WEIGHTS_DIR  # noqa: E402
 from scenesqueezer_core.compression.train_quantizer import train_from_datasets  # noqa: E402
 
 DEFAULT_DATA = [str(REPO.parent / "shared" / "data" / n) for n in ("strecha_castle_p30", "strecha_fountain_p11")]

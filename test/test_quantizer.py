@@ -12,17 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from scenesqueezer_core.maps.quantizer import (
-    DSQ,
-    DescriptorQuantizer,
-    GlobalQuantizer,
+from scenesqueezer_core.compression.quantizer_training import (
     ap_loss,
     evaluate_descriptor_quantizer,
-    load_descriptor_quantizer,
-    shipped_weights_path,
     train_descriptor_quantizer,
     train_global_quantizer,
 )
+from scenesqueezer_core.maps.quantizer import DSQ, DescriptorQuantizer, GlobalQuantizer, load_descriptor_quantizer, shipped_weights_path
 from scenesqueezer_core.errors import ConfigError, MapFileError
 
 torch.set_num_threads(2)
@@ -158,7 +154,7 @@ def test_safetensors_round_trip_is_bit_exact_and_loads_no_pickle(tmp_path, monke
     codes = model.encode(x)
     np.testing.assert_array_equal(loaded.encode(x), codes)
     np.testing.assert_array_equal(loaded.decode(codes), model.decode(codes))
-    from scenesqueezer_core.maps.quantizer import read_safetensors_metadata
+    from scenesqueezer_core.maps.quantizer_file import read_safetensors_metadata
 
     assert read_safetensors_metadata(path.read_bytes()) == read_safetensors_metadata(loaded.to_bytes())
 

@@ -19,8 +19,19 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..features import extractor_name
 from ..features.base import merge_conf
+from ..geometry import viewing_direction
+from ..learned.data import cluster_inputs
+from ..learned.inference import learned_weights_for, load_learned_model, score_cluster
+from ..maps.compressed_map import CompressedMap
+from ..maps.global_model import load_global_model
+from ..maps.quantizer import load_descriptor_quantizer
 from ..maps.scene_map import SceneMap
+from ..selection.baselines import select_kcover, select_kcover_prioritized, select_random
+from ..selection.clustering import cluster_frames
+from ..selection.scores import handcrafted_scores, kernel_features
+from ..selection.smo import solve_qp_smo
 
 METHODS = ("qp", "random", "kc", "kcp", "learned")
 
@@ -72,8 +83,6 @@ def _kcover_k(visibility, budget: int) -> int:
 
 def _qp_keep(d: np.ndarray, feats: np.ndarray, gamma: float, tau: float, budget: int, max_iter: int) -> np.ndarray:
     """(<= budget,) local indices the QP keeps, for d (m,) and kernel features (m, F), nu = budget / m."""
-    from ..selection.smo import solve_qp_smo
-
     result = solve_qp_smo(d, features=feats, gamma=gamma, tau=tau, nu=budget / len(d), max_iter=max_iter)
     kept = result.kept
     if len(kept) > budget:
@@ -84,9 +93,6 @@ def _qp_keep(d: np.ndarray, feats: np.ndarray, gamma: float, tau: float, budget:
 
 
 def select_cluster(task: ClusterTask) -> ClusterSelection:
-    from ..selection.baselines import select_kcover, select_kcover_prioritized, select_random
-    from ..selection.scores import handcrafted_scores, kernel_features
-
     conf = task.conf
     method = conf["method"]
     m = len(task.point_ids)
@@ -115,8 +121,6 @@ def select_cluster(task: ClusterTask) -> ClusterSelection:
         local = _qp_keep(d, feats, gamma, conf["tau"], task.budget, conf["max_smo_iter"])
         seconds["qp"] = time.perf_counter() - t0
     elif method == "learned":
-        from ..learned.inference import load_learned_model, score_cluster
-
         t0 = time.perf_counter()
         model, _ = load_learned_model(task.learned_weights)
         d, feats, tau = score_cluster(model, task.learned_inputs, seed=conf["seed"] + task.cluster_index)
@@ -144,9 +148,6 @@ def _tasks(scene_map: SceneMap, clusters, conf: dict[str, Any], point_desc: np.n
         budget = min(m, max(int(math.ceil(conf["ratio"] * m)), conf["min_points_per_cluster"]))
         learned_inputs = learned_weights = None
         if conf["method"] == "learned" and budget < m:
-            from ..learned.data import cluster_inputs
-            from ..learned.inference import learned_weights_for
-
             learned_inputs = cluster_inputs(scene_map, frames, cluster.anchor, cluster.verification, point_ids)
             learned_weights = learned_weights_for(conf, scene_map.feature_setup)
         tasks.append(ClusterTask(
@@ -191,11 +192,6 @@ def run_selection(tasks: list[ClusterTask], executor: str = "process", workers: 
 def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: dict[str, Any] | None = None,
                  executor: str = "process", workers: int | None = None, address: str | None = None) -> dict[str, Any]:
     """Compress a SceneMap file into a CompressedMap file; returns a report (sizes, timings)."""
-    from ..selection.clustering import cluster_frames
-    from ..maps.compressed_map import CompressedMap
-    from ..maps.global_model import load_global_model
-    from ..maps.quantizer import load_descriptor_quantizer
-
     conf = merge_conf(DEFAULT_COMPRESS_CONF, conf)
     if conf["method"] not in METHODS:
         raise ConfigError(f"unknown compression method {conf['method']!r}; choose one of {', '.join(METHODS)}")
@@ -204,14 +200,12 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     scene_map = SceneMap.load(map_path)
-    from ..features import FEATURE_SETUPS
-
-    extractor_name = FEATURE_SETUPS[scene_map.feature_setup]["extractor"][0]
+    extractor = extractor_name(scene_map.feature_setup)
 
     t0 = time.perf_counter()
     poses = [scene_map.pose(f) for f in range(scene_map.num_frames)]
     centers = np.stack([p.center for p in poses])
-    directions = np.stack([p.R[2] for p in poses])
+    directions = np.stack([viewing_direction(p) for p in poses])
     clusters = cluster_frames(scene_map.visibility(), centers, directions, **conf["clustering"])
     timings["clustering"] = time.perf_counter() - t0
 
@@ -229,9 +223,9 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
     kept_union = np.unique(np.concatenate([s.kept for s in selections])) if selections else np.zeros(0, np.int64)
     remap = np.full(scene_map.num_points, -1, dtype=np.int64)
     remap[kept_union] = np.arange(len(kept_union))
-    descriptor_model = load_descriptor_quantizer(extractor_name)
+    descriptor_model = load_descriptor_quantizer(extractor)
     codes = descriptor_model.encode(point_desc[kept_union])
-    vlad, global_model = load_global_model(extractor_name)
+    vlad, global_model = load_global_model(extractor)
     task_by_cluster = {s.cluster_index: s for s in selections}
     used = [ci for ci in range(len(clusters)) if ci in task_by_cluster]
     reps = [int(clusters[ci].representative) for ci in used]
@@ -265,8 +259,8 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
             "clusters": [{"frames": [int(f) for f in clusters[ci].frame_ids], "representative": int(clusters[ci].representative),
                           "points_observed": len(tasks[i].point_ids), "points_kept": len(task_by_cluster[ci].kept)}
                          for i, ci in enumerate(used)],
-            "models": {"descriptor_features": extractor_name, "descriptor_hash": descriptor_model.content_hash,
-                       "global_features": extractor_name, "global_hash": global_model.content_hash},
+            "models": {"descriptor_features": extractor, "descriptor_hash": descriptor_model.content_hash,
+                       "global_features": extractor, "global_hash": global_model.content_hash},
         },
     )
     t0 = time.perf_counter()

@@ -23,24 +23,16 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
 from ..dataset import load_dataset, read_image
-from ..errors import ConfigError
-from ..features import FEATURE_SETUPS, get_extractor, get_matcher
+from ..features import FEATURE_SETUPS, get_extractor, get_matcher, setup_extractor
 from ..features.base import Features
-from ..maps.quantizer import (
+from ..features.matchers import mutual_nearest_neighbours
+from ..maps.quantizer import DescriptorQuantizer
+from .quantizer_training import (
     DESCRIPTOR_TRAIN_CONF,
-    DescriptorQuantizer,
     evaluate_descriptor_quantizer,
     match_agreement,
-    mutual_nearest_neighbours,
     train_descriptor_quantizer,
 )
-
-
-def extractor_for_setup(setup: str) -> tuple[str, dict[str, Any]]:
-    """(extractor name, conf) of a feature setup name such as 'xfeat' or 'aliked'."""
-    if setup not in FEATURE_SETUPS:
-        raise ConfigError(f"unknown feature setup {setup!r}; valid setups: {', '.join(sorted(FEATURE_SETUPS))}")
-    return FEATURE_SETUPS[setup]["extractor"]
 
 
 def extract_features(
@@ -48,7 +40,7 @@ def extract_features(
 ) -> list[tuple[str, Features, np.ndarray]]:
     """[(image name, Features, camera centre (3,))] of a split, cached as .npz per image when asked."""
     dataset = load_dataset(dataset_dir)
-    name, conf = extractor_for_setup(setup)
+    name, conf = setup_extractor(setup)
     extractor = None
     conf_tag = hashlib.sha1(json.dumps([name, conf], sort_keys=True).encode()).hexdigest()[:8]
     results = []
@@ -132,7 +124,7 @@ def train_from_datasets(
     max_descriptors: int | None = None, seed: int = 0,
 ) -> tuple[DescriptorQuantizer, dict[str, Any]]:
     """Train on the mapping splits of ``data`` and validate on consecutive pairs of their query splits."""
-    extractor_name, extractor_conf = extractor_for_setup(setup)
+    extractor_name, extractor_conf = setup_extractor(setup)
     started = time.perf_counter()
     train_items, val_pairs = [], []
     for folder in data:

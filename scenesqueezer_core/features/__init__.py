@@ -91,14 +91,24 @@ def get_matcher(name: str, conf: dict[str, Any] | None = None, device: str = "au
     return _cached_matcher(name, _conf_key(conf), resolve_device(device))
 
 
-def load_feature_setup(setup_name: str, device: str = "auto") -> tuple[Extractor, Matcher]:
-    """(extractor, matcher) of the named setup in FEATURE_SETUPS."""
+def setup_extractor(setup_name: str) -> tuple[str, dict[str, Any]]:
+    """(extractor name, extractor conf) of the named setup in FEATURE_SETUPS."""
     if setup_name not in FEATURE_SETUPS:
         raise _unknown("feature setup", setup_name, FEATURE_SETUPS)
-    setup = FEATURE_SETUPS[setup_name]
-    extractor_name, extractor_conf = setup["extractor"]
-    matcher_name, matcher_conf = setup["matcher"]
-    return get_extractor(extractor_name, extractor_conf, device), get_matcher(matcher_name, matcher_conf, device)
+    return FEATURE_SETUPS[setup_name]["extractor"]
+
+
+def extractor_name(setup_name: str) -> str:
+    """The extractor whose descriptors a setup uses ('xfeat-lighterglue' -> 'xfeat'): the quantizers,
+    global models and learned weights are trained per extractor and named after it."""
+    return setup_extractor(setup_name)[0]
+
+
+def load_feature_setup(setup_name: str, device: str = "auto") -> tuple[Extractor, Matcher]:
+    """(extractor, matcher) of the named setup in FEATURE_SETUPS."""
+    extractor, extractor_conf = setup_extractor(setup_name)
+    matcher, matcher_conf = FEATURE_SETUPS[setup_name]["matcher"]
+    return get_extractor(extractor, extractor_conf, device), get_matcher(matcher, matcher_conf, device)
 
 
 __all__ = [
@@ -115,7 +125,9 @@ __all__ = [
     "MutualNearestNeighbor",
     "SiftExtractor",
     "XFeatExtractor",
+    "extractor_name",
     "get_extractor",
     "get_matcher",
     "load_feature_setup",
+    "setup_extractor",
 ]

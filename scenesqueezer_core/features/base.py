@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from ..errors import ConfigError
+from .images import extract_in_batches
 
 
 @dataclass
@@ -42,7 +44,6 @@ class Matches:
 
 def merge_conf(default: dict[str, Any], conf: dict[str, Any] | None) -> dict[str, Any]:
     """Overlay a user conf on a model's default_conf; unknown keys are an error, not ignored."""
-    from ..errors import ConfigError
 
     conf = dict(conf or {})
     unknown = sorted(set(conf) - set(default))
@@ -95,8 +96,6 @@ class BatchedExtractor(Extractor):
         return self.extract_batch([image])[0]
 
     def extract_batch(self, images: list[np.ndarray]) -> list[Features]:
-        from .images import extract_in_batches
-
         return extract_in_batches(images, int(self.conf["batch_size"]), self.device, self._run_batch)
 
     def _run_batch(self, batch, width: int, height: int) -> list[Features]:

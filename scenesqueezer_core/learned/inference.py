@@ -18,20 +18,17 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..features import extractor_name
+from ..features.weights import WEIGHTS_DIR
 from .data import subsample
 from .networks import LearnedConfig, SceneSqueezerNet
+from .train import to_tensors
 
 __all__ = ["default_weights_path", "load_learned_model", "score_cluster"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-
 def default_weights_path(feature_setup: str) -> Path:
     """Shipped weights for a feature setup's extractor (e.g. ``weights/learned_xfeat.safetensors``)."""
-    from ..features import FEATURE_SETUPS
-
-    extractor = FEATURE_SETUPS[feature_setup]["extractor"][0] if feature_setup in FEATURE_SETUPS else feature_setup
-    return WEIGHTS_DIR / f"learned_{extractor}.safetensors"
+    return WEIGHTS_DIR / f"learned_{extractor_name(feature_setup)}.safetensors"
 
 
 @functools.lru_cache(maxsize=4)
@@ -60,7 +57,6 @@ def load_learned_model(path: str) -> tuple[SceneSqueezerNet, dict[str, Any]]:
 def score_cluster(model: SceneSqueezerNet, inputs: dict[str, np.ndarray], chunk: int = 1000,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """(d (m,) float64, kernel features (m, F) float64 for gamma = 1, tau) of one cluster's inputs."""
-    from .train import to_tensors
 
     m = len(inputs["xyz_norm"])
     if inputs["obs_desc"].shape[1] != model.config.descriptor_dim:

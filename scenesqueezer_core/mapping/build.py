@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset import load_dataset, read_image
+from ..dataset import _find_model_dir, load_dataset, read_image
 from ..errors import DatasetError
 from ..features import load_feature_setup
 from ..features.base import Features, merge_conf
@@ -21,6 +21,8 @@ from ..types import Frame
 from .pairs import pairs_from_poses
 from ..maps.scene_map import SceneMap
 from .triangulation import triangulate_known_poses
+from ..bag import bag_to_dataset, is_bag
+from .sfm import dataset_with_sfm_poses
 
 logger = logging.getLogger(__name__)
 
@@ -143,19 +145,14 @@ def build_map(dataset_dir: str | os.PathLike, map_path: str | os.PathLike, featu
     """Build and save a SceneMap from a dataset folder (or a rosbag, see bag_dataset); returns the path."""
     dataset_dir = Path(dataset_dir)
     map_path = Path(map_path)
-    from ..bag import is_bag
-    from ..dataset import _find_model_dir
 
     if is_bag(dataset_dir):
         # a rosbag2: images + camera info + poses (topic or TF) -> keyframes in a dataset folder
-        from ..bag import bag_to_dataset
 
         imported = map_path.parent / f"{map_path.stem}_bag_dataset"
         bag_to_dataset(dataset_dir, imported)
         dataset_dir = imported
     if dataset_dir.is_dir() and _find_model_dir(dataset_dir) is None and (dataset_dir / "images").is_dir():
-        from .sfm import dataset_with_sfm_poses
-
         dataset = dataset_with_sfm_poses(dataset_dir, map_path.parent / f"{map_path.stem}_sfm")
     else:
         dataset = load_dataset(dataset_dir)

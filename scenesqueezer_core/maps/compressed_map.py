@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MapFileError
+from ..features import FEATURE_SETUPS, extractor_name
 from ..features.base import Features
 from .mapfile import read_map_file, require_arrays, write_map_file
 from ..retrieval import VladModel
@@ -32,16 +33,6 @@ ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_code
 FRAME_CENTER_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 # Maps without the multi-view bits have no trusted occluders: the localizer's occlusion check is off.
 OPTIONAL_ARRAY_NAMES = FRAME_CENTER_ARRAY_NAMES + ["points_multiview_bits"]
-
-
-def _feature_setups() -> dict:
-    from ..features import FEATURE_SETUPS
-
-    return FEATURE_SETUPS
-
-
-def _extractor_of(feature_setup: str) -> str:
-    return _feature_setups()[feature_setup]["extractor"][0]
 
 
 @dataclass
@@ -163,7 +154,7 @@ class CompressedMap:
         except (KeyError, TypeError) as exc:
             raise MapFileError(f"compressed map {self.path}: manifest lacks the model names ({exc}); "
                                "recompress the map") from exc
-        if {names["descriptor_features"], names["global_features"]} != {_extractor_of(self.feature_setup)}:
+        if {names["descriptor_features"], names["global_features"]} != {extractor_name(self.feature_setup)}:
             raise MapFileError(f"compressed map {self.path}: its models are for '{names['descriptor_features']}' / "
                                f"'{names['global_features']}' features but the map says '{self.feature_setup}'; "
                                "recompress the map")
@@ -193,8 +184,8 @@ class CompressedMap:
     def validate(self) -> None:
         """Check every array's dtype, shape and cross-references before anything indexes with them."""
         problems = []
-        if self.feature_setup not in _feature_setups():
-            problems.append(f"unknown feature setup {self.feature_setup!r} (known: {', '.join(sorted(_feature_setups()))})")
+        if self.feature_setup not in FEATURE_SETUPS:
+            problems.append(f"unknown feature setup {self.feature_setup!r} (known: {', '.join(sorted(FEATURE_SETUPS))})")
         c = self.num_clusters
 
         def check(name: str, kinds: str, shape: tuple) -> bool:

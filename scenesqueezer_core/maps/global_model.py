@@ -13,35 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
+from safetensors.numpy import load_file, save_file
+
+from ..atomic import atomic_path
 from ..errors import MapFileError
+from ..features import extractor_name
+from ..features.weights import WEIGHTS_DIR
 from ..retrieval import VladModel
-from .quantizer import WEIGHTS_DIR, GlobalQuantizer
+from .quantizer import GlobalQuantizer
 
 GLOBAL_DIM = 1024
 
 
-def _feature_type(features: str) -> str:
-    """Feature setup name -> extractor name ('xfeat-lighterglue' uses XFeat descriptors)."""
-    from ..features import FEATURE_SETUPS
-
-    if features in FEATURE_SETUPS:
-        return FEATURE_SETUPS[features]["extractor"][0]
-    return features
-
-
 def vlad_path(features: str) -> Path:
-    return WEIGHTS_DIR / f"vlad_{_feature_type(features)}.safetensors"
+    return WEIGHTS_DIR / f"vlad_{extractor_name(features)}.safetensors"
 
 
 def global_quantizer_path(features: str) -> Path:
-    return WEIGHTS_DIR / f"global_{_feature_type(features)}.safetensors"
+    return WEIGHTS_DIR / f"global_{extractor_name(features)}.safetensors"
 
 
 def save_vlad_codebook(path: Path, centroids: np.ndarray) -> None:
-    from safetensors.numpy import save_file
-
-    from ..atomic import atomic_path
-
     with atomic_path(path) as tmp:
         save_file({"centroids": np.ascontiguousarray(centroids, dtype=np.float32)}, str(tmp))
 
@@ -49,8 +41,6 @@ def save_vlad_codebook(path: Path, centroids: np.ndarray) -> None:
 @functools.lru_cache(maxsize=None)
 def load_global_model(features: str) -> tuple[VladModel, GlobalQuantizer]:
     """(generic VLAD model without PCA, GlobalQuantizer) for a feature setup or extractor name."""
-    from safetensors.numpy import load_file
-
     vpath, qpath = vlad_path(features), global_quantizer_path(features)
     if not vpath.is_file() or not qpath.is_file():
         raise MapFileError(
