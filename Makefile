@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
-	$(PY) -m scenesqueezer_core.cli demo --workdir outputs/demo
+	$(PY) -m scenesqueezer_ros.cli demo --workdir outputs/demo
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider test

@@ -38,7 +38,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "scenesqueezer = scenesqueezer_core.cli:main",
+            "scenesqueezer = scenesqueezer_ros.cli:main",  # the core CLI + the DDS commands
             "scenesqueezer_localizer_node = scenesqueezer_ros.localizer_node:main",
         ]
     },

@@ -10,7 +10,10 @@
     scenesqueezer replay BAG MAP [--rate R | --as-fast-as-node] [--offline | --connect] [--output REPORT_DIR]
     scenesqueezer demo [--workdir DIR]
 
-Every user-facing failure prints one line naming the cause and the fix and exits with status 2.
+This module has every command that needs no DDS (`python -m scenesqueezer_core.cli`, replay with
+--offline); the `scenesqueezer` console script is scenesqueezer_ros.cli, which adds the replay
+through the ROS 2 node. Every user-facing failure prints one line naming the cause and the fix and
+exits with status 2.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from .cli_options import ArgumentParser, add_localizer_options, localizer_conf_from_args
 
 
 def _quiet_native_logs() -> None:
@@ -56,20 +62,11 @@ def _cmd_build_map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _localizer_conf(args: argparse.Namespace) -> dict:
-    conf = {}
-    if args.top_k is not None:
-        conf["top_k"] = args.top_k
-    if args.min_inliers is not None:
-        conf["min_inliers"] = args.min_inliers
-    return conf
-
-
 def _cmd_localize(args: argparse.Namespace) -> int:
-    from .localize import localize_dataset
+    from .localization import localize_dataset
 
     results = localize_dataset(args.map_path, args.dataset, args.output, split=args.split,
-                               conf=_localizer_conf(args), device=args.device)
+                               conf=localizer_conf_from_args(args), device=args.device)
     ok = sum(r.success for r in results.values())
     print(f"localized {ok} / {len(results)} queries; results in {args.output}")
     return 0
@@ -104,59 +101,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), features=args.features, frames=args.frames, seed=args.seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scenesqueezer", description=__doc__.split("\n\n")[0])
+def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]] | None = None) -> argparse.ArgumentParser:
+    """The `scenesqueezer` parser. ``handlers`` replaces the function of named sub-commands: the ROS
+    entry point (scenesqueezer_ros.cli) runs `replay` and `demo` through the node over DDS that way,
+    so that the core never imports the ROS layer."""
+    parser = ArgumentParser(prog="scenesqueezer", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
     p = sub.add_parser("generate-scene", help="render a synthetic scene with ground-truth poses")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="folder to write (images/, sparse/, splits.json)")
     p.add_argument("--preset", default="street", help="street | courtyard")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the scene and its trajectories")
     p.add_argument("--frames", type=int, default=200, help="number of mapping frames")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640, help="image width, pixels")
+    p.add_argument("--height", type=int, default=480, help="image height, pixels")
     p.set_defaults(func=_cmd_generate_scene)
 
     p = sub.add_parser("build-map", help="features + triangulation from known poses -> SceneMap")
     p.add_argument("dataset", help="dataset folder (images/, sparse/, splits.json; images/ only: SfM poses) or a rosbag2")
-    p.add_argument("map_path")
+    p.add_argument("map_path", help="SceneMap file to write (.ssmap)")
     p.add_argument("--features", default="xfeat", help="feature setup: xfeat | xfeat-lighterglue | aliked | sift")
-    p.add_argument("--split", default="mapping")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="mapping", help="split of splits.json whose images build the map")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     p.set_defaults(func=_cmd_build_map)
 
     p = sub.add_parser("localize", help="localize a dataset split against a map (.ssmap or .sqz)")
-    p.add_argument("map_path")
-    p.add_argument("dataset")
-    p.add_argument("--output", required=True, help="RESULTS.json")
-    p.add_argument("--split", default="query")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--min-inliers", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("map_path", help="SceneMap (.ssmap) or CompressedMap (.sqz)")
+    p.add_argument("dataset", help="dataset folder (images/, sparse/ for the cameras, splits.json)")
+    p.add_argument("--output", required=True, help="RESULTS.json to write (one pose or failure per image)")
+    p.add_argument("--split", default="query", help="split of splits.json to localize")
+    add_localizer_options(p)
     p.set_defaults(func=_cmd_localize)
 
     p = sub.add_parser("evaluate", help="recall / median errors of RESULTS.json against ground truth")
-    p.add_argument("results")
-    p.add_argument("dataset")
-    p.add_argument("--output", help="METRICS.json")
+    p.add_argument("results", help="RESULTS.json from `scenesqueezer localize`")
+    p.add_argument("dataset", help="dataset folder with the ground-truth poses")
+    p.add_argument("--output", help="METRICS.json to write (default: print the table only)")
     p.add_argument("--split", default=None, help="evaluate this split (default: every image in RESULTS.json)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("compress", help="compress a SceneMap into a CompressedMap (.sqz)")
-    p.add_argument("map_path")
-    p.add_argument("output")
+    p.add_argument("map_path", help="SceneMap to compress (.ssmap)")
+    p.add_argument("output", help="CompressedMap file to write (.sqz)")
     p.add_argument("--ratio", type=float, default=0.015, help="fraction of each cluster's points to keep")
     p.add_argument("--method", default="qp", help="qp | learned | random | kc | kcp")
     p.add_argument("--workers", type=int, default=None, help="process-pool size (default: CPU count)")
     p.add_argument("--executor", default="process", help="serial | process | ray (optional extra)")
-    p.add_argument("--address", default=None, help="Ray cluster address with --executor ray")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--address", default=None, help="Ray cluster address with --executor ray (default: start a local Ray)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of clustering and random selection")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("train-quantizer", add_help=False,
                        help="train a DSQ descriptor quantizer (see `scenesqueezer train-quantizer --help`)")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the trainer's own options")
     p.set_defaults(func=_cmd_train_quantizer)
 
     from .bag.cli import add_bag_commands
@@ -165,20 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_bag_commands(sub)
     add_train_command(sub)
 
-    p = sub.add_parser("demo", help="generate the default scene, build a map, localize, evaluate")
-    p.add_argument("--workdir", default="outputs/demo")
-    p.add_argument("--features", default="xfeat")
-    p.add_argument("--frames", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="default scene -> map -> compressed map -> localize, evaluate; then a DDS "
+                                    "replay through the ROS 2 node (with the `scenesqueezer` command)")
+    p.add_argument("--workdir", default="outputs/demo", help="folder for every output (reused parts are kept)")
+    p.add_argument("--features", default="xfeat", help="feature setup: xfeat | xfeat-lighterglue | aliked | sift")
+    p.add_argument("--frames", type=int, default=200, help="mapping frames of the synthetic street")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic street")
     p.set_defaults(func=_cmd_demo)
+
+    for name, handler in (handlers or {}).items():
+        sub.choices[name].set_defaults(func=handler)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         handlers: Mapping[str, Callable[[argparse.Namespace], int]] | None = None) -> int:
     from .errors import SceneSqueezerError
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    parser = build_parser(handlers)
     if argv[:1] == ["train-quantizer"]:
         # the quantizer trainer owns its options; argparse's REMAINDER would swallow `--help`
         args = argparse.Namespace(command="train-quantizer", args=argv[1:], verbose=False, func=_cmd_train_quantizer)

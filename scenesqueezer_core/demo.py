@@ -1,17 +1,26 @@
-"""The README's main job: default synthetic scene -> map -> (compressed map) -> localize -> evaluate."""
+"""The README's main job: default synthetic scene -> map -> (compressed map) -> localize -> evaluate.
+
+Its last step, a replay of the query bag through the ROS 2 node over DDS, is handed in by the ROS
+entry point (scenesqueezer_ros.cli) as ``replay_over_dds``: the core never imports the ROS layer.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .atomic import atomic_write_text
 
+# (bag, map, report folder) -> the report's metrics
+ReplayOverDds = Callable[[Path, Path, Path], dict]
 
-def run_demo(workdir: Path, features: str = "xfeat", frames: int = 200, seed: int = 0) -> int:
+
+def run_demo(workdir: Path, features: str = "xfeat", frames: int = 200, seed: int = 0,
+             replay_over_dds: ReplayOverDds | None = None) -> int:
     from .evaluate import evaluate_results, format_metrics_table
-    from .localize import localize_dataset
+    from .localization import localize_dataset
     from .mapping import build_map
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -53,29 +62,26 @@ def run_demo(workdir: Path, features: str = "xfeat", frames: int = 200, seed: in
             print(format_metrics_table(metrics, title=f"\n== {map_name} map, {split} =="))
     atomic_write_text(workdir / "summary.json", json.dumps(summary, indent=1) + "\n")
     replay_map = maps.get("compressed", map_path)
-    report_dir = _replay_over_dds(scene_dir, replay_map, workdir)
-    if report_dir is not None:
+    bag = _export_query_bag(scene_dir, workdir)
+    if replay_over_dds is None:
+        print("[demo] skipping the DDS replay: it runs through the ROS 2 node, from the `scenesqueezer` "
+              "command (python -m scenesqueezer_ros.cli demo)")
+    else:
+        report_dir = workdir / "replay_report"
+        print(f"[demo] replaying {bag} through the localizer node over DDS (map {replay_map.name})")
+        metrics = replay_over_dds(bag, replay_map, report_dir)
+        print(format_metrics_table(metrics, title="\n== DDS replay through the ROS 2 node (query = day + night) =="))
         print(f"[demo] replay report: {report_dir / 'summary.md'}")
     print(f"\n[demo] done in {time.perf_counter() - t_start:.0f} s; outputs in {workdir}")
     return 0
 
 
-def _replay_over_dds(scene_dir: Path, map_path: Path, workdir: Path) -> Path | None:
-    """Export the query split to a rosbag2 and play it through the ROS 2 node over DDS."""
+def _export_query_bag(scene_dir: Path, workdir: Path) -> Path:
+    """The query split as a rosbag2 (kept between runs), for the DDS replay or `replay --offline`."""
     from .bag import export_bag
-    from .evaluate import format_metrics_table
 
     bag = workdir / "query_bag"
     if not bag.exists():
         print(f"[demo] exporting the query images to the rosbag {bag}")
         export_bag(scene_dir, bag, split="query", storage="mcap")
-    try:
-        from scenesqueezer_ros.replay import replay_over_dds
-    except ImportError as exc:  # rclpy or the generated messages are missing
-        print(f"[demo] skipping the DDS replay: ROS 2 is not importable ({exc}); run `make setup`")
-        return None
-    report_dir = workdir / "replay_report"
-    print(f"[demo] replaying {bag} through the localizer node over DDS (map {map_path.name})")
-    outcome = replay_over_dds(bag, map_path, report_dir, as_fast_as_node=True)
-    print(format_metrics_table(outcome.metrics, title="\n== DDS replay through the ROS 2 node (query = day + night) =="))
-    return report_dir
+    return bag

@@ -3,12 +3,17 @@
     scenesqueezer export-bag DATASET_DIR BAG_OUT [--split query] [--storage mcap|sqlite3] [--compressed] [--rate HZ]
     scenesqueezer bag-to-dataset BAG OUT_DIR [--image-topic T] [--pose-topic T | --tf-frames MAP CAMERA]
     scenesqueezer replay BAG MAP [--rate R | --as-fast-as-node] [--output REPORT_DIR] [--offline | --connect]
+
+`replay` without --offline runs through the ROS 2 node: scenesqueezer_ros.cli registers that handler.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from ..cli_options import add_localizer_options, localizer_conf_from_args
+from ..errors import ConfigError
 
 
 def _cmd_export_bag(args: argparse.Namespace) -> int:
@@ -35,31 +40,32 @@ def _cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from ..evaluate import format_metrics_table
-
-    conf = {}
-    if args.top_k is not None:
-        conf["top_k"] = args.top_k
-    if args.min_inliers is not None:
-        conf["min_inliers"] = args.min_inliers
+def replay_inputs(args: argparse.Namespace) -> tuple[dict, Path, dict]:
+    """The localizer conf overrides, the report folder and the topic options of a `replay` command line."""
     output = Path(args.output or f"replay_{Path(args.bag).resolve().name}")
     topics = dict(image_topic=args.image_topic, camera_info_topic=args.camera_info_topic, pose_topic=args.pose_topic,
                   tf_frames=tuple(args.tf_frames) if args.tf_frames else None)
-    if args.offline:
-        from ..replay.offline import replay_offline
+    return localizer_conf_from_args(args), output, topics
 
-        outcome = replay_offline(args.bag, args.map_path, output, conf=conf, device=args.device, **topics)
-    else:
-        # Imported only here: the core stays free of ROS.
-        from scenesqueezer_ros.replay import replay_over_dds
 
-        outcome = replay_over_dds(args.bag, args.map_path, output, rate=args.rate,
-                                  as_fast_as_node=args.as_fast_as_node, connect=args.connect,
-                                  node_name=args.node_name, conf=conf, device=args.device,
-                                  domain_id=args.domain_id, **topics)
+def print_replay_outcome(args: argparse.Namespace, outcome) -> None:
+    from ..evaluate import format_metrics_table
+
     print(format_metrics_table(outcome.metrics, title=f"replay of {args.bag} ({outcome.info['mode']})"))
     print(f"report: {outcome.report_dir / 'summary.md'}")
+
+
+def cmd_replay_offline(args: argparse.Namespace) -> int:
+    """`replay --offline`: the core alone. Replay over DDS is scenesqueezer_ros.cli's handler (the core
+    never imports the ROS layer)."""
+    if not args.offline:
+        raise ConfigError("replay over DDS runs through the ROS 2 node: use the `scenesqueezer` command "
+                          "(python -m scenesqueezer_ros.cli), or pass --offline to run the core alone")
+    from ..replay.offline import replay_offline
+
+    conf, output, topics = replay_inputs(args)
+    outcome = replay_offline(args.bag, args.map_path, output, conf=conf, device=args.device, **topics)
+    print_replay_outcome(args, outcome)
     return 0
 
 
@@ -67,9 +73,10 @@ def _add_topic_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-topic", default=None, help="image topic (default: the bag's only Image/CompressedImage topic)")
     p.add_argument("--camera-info-topic", default=None, help="CameraInfo topic (default: detected)")
     p.add_argument("--pose-topic", default=None,
-                   help="PoseStamped / PoseWithCovarianceStamped / Odometry topic with the camera pose in the map")
+                   help="PoseStamped / PoseWithCovarianceStamped / Odometry topic with the camera pose in the map "
+                        "(default: the bag's only such topic)")
     p.add_argument("--tf-frames", nargs=2, metavar=("MAP", "CAMERA"), default=None,
-                   help="take poses from /tf: the map frame and the camera frame")
+                   help="take poses from /tf: the map frame and the camera frame (default: from the pose topic)")
 
 
 def add_bag_commands(sub) -> None:
@@ -77,8 +84,8 @@ def add_bag_commands(sub) -> None:
     p = sub.add_parser("export-bag", help="write a dataset split as a rosbag2 (images, CameraInfo, GT pose, TF)")
     p.add_argument("dataset", help="dataset folder (images/, sparse/, splits.json)")
     p.add_argument("bag_out", help="bag folder to create")
-    p.add_argument("--split", default="query")
-    p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    p.add_argument("--split", default="query", help="split of splits.json to write")
+    p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="rosbag2 storage plugin")
     p.add_argument("--compressed", action="store_true", help="sensor_msgs/CompressedImage (JPEG) instead of raw")
     p.add_argument("--rate", type=float, default=10.0, help="frame rate of the stamps, Hz")
     p.add_argument("--encoding", default="auto", choices=("auto", "rgb8", "bgr8", "mono8"),
@@ -87,8 +94,8 @@ def add_bag_commands(sub) -> None:
     p.set_defaults(func=_cmd_export_bag)
 
     p = sub.add_parser("bag-to-dataset", help="rosbag2 -> dataset folder (synchronized keyframes with poses)")
-    p.add_argument("bag")
-    p.add_argument("out_dir")
+    p.add_argument("bag", help="rosbag2 folder to read")
+    p.add_argument("out_dir", help="dataset folder to write (images/, sparse/, splits.json)")
     _add_topic_options(p)
     p.add_argument("--min-translation", type=float, default=0.1, help="keyframe when moved this far, m")
     p.add_argument("--min-rotation-deg", type=float, default=5.0, help="keyframe when turned this much, deg")
@@ -96,20 +103,23 @@ def add_bag_commands(sub) -> None:
     p.set_defaults(func=_cmd_bag_to_dataset)
 
     p = sub.add_parser("replay", help="replay a query bag through the node (DDS) or the core (--offline) and report")
-    p.add_argument("bag")
+    p.add_argument("bag", help="rosbag2 folder with images, CameraInfo and ground-truth poses")
     p.add_argument("map_path", help="map (.ssmap or .sqz); with --connect only its size is used")
     pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=float, default=1.0, help="playback speed factor of the bag's timing")
+    pace.add_argument("--rate", type=float, default=None,
+                      help="play at this speed factor of the bag's timing; frames the node is too busy for are "
+                           "dropped and count as failures (default: pace by the node, as --as-fast-as-node)")
     pace.add_argument("--as-fast-as-node", action="store_true",
-                      help="send each frame once the node answered the previous one (no frame dropped)")
+                      help="send each frame once the node answered the previous one: no frame dropped (the default)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--offline", action="store_true", help="direct core calls, no DDS")
-    mode.add_argument("--connect", action="store_true", help="use a running node instead of starting one")
+    mode.add_argument("--connect", action="store_true",
+                      help="use a running node (this ROS_DOMAIN_ID, named --node-name) instead of starting one")
     p.add_argument("--output", default=None, help="report folder (default: replay_<bag name>)")
-    p.add_argument("--node-name", default="scenesqueezer_localizer")
-    p.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the private node")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--min-inliers", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--node-name", default="scenesqueezer_localizer", help="name of the localizer node")
+    p.add_argument("--domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID of the private node (default: derived from the process id)")
+    # the localizer's settings (a --conf FILE.yaml option belongs beside them)
+    add_localizer_options(p)
     _add_topic_options(p)
-    p.set_defaults(func=_cmd_replay)
+    p.set_defaults(func=cmd_replay_offline)

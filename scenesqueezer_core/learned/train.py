@@ -278,15 +278,29 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("samples", nargs="+", help="folders of training samples (*.npz from scripts/train_learned.py)")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, weights.safetensors; "
                                                 "an existing checkpoint there is resumed")
-    p.add_argument("--val", nargs="*", default=[], help="folders of validation samples (held-out scenes)")
+    p.add_argument("--val", nargs="*", default=[], help="folders of validation samples (held-out scenes; "
+                                                        "default: none, no validation)")
+    # defaults come from DEFAULT_TRAIN_CONF; the help formatter prints them
+    option_help = {
+        "steps": "total training steps (stage 1 + stage 2)",
+        "stage1_steps": "steps of stage 1 (descriptor loss L_d only)",
+        "checkpoint_every": "write checkpoint.pt every this many steps",
+        "validate_every": "validate every this many steps",
+        "seed": "random seed (sample order, point subsets)",
+        "points_per_step": "map points drawn per training step",
+        "threads": "torch CPU threads (1 is bit-reproducible, 2 is not)",
+        "lr": "learning rate",
+        "weight_xi": "weight of the stage-2 pose loss L_xi",
+        "ratio": "nu of the training QP (fraction of each cluster's points kept)",
+    }
     for key in ("steps", "stage1_steps", "checkpoint_every", "validate_every", "seed", "points_per_step", "threads"):
-        p.add_argument("--" + key.replace("_", "-"), type=int, default=DEFAULT_TRAIN_CONF[key])
+        p.add_argument("--" + key.replace("_", "-"), type=int, default=DEFAULT_TRAIN_CONF[key], help=option_help[key])
     for key in ("lr", "weight_xi", "ratio"):
-        p.add_argument("--" + key.replace("_", "-"), type=float, default=DEFAULT_TRAIN_CONF[key])
+        p.add_argument("--" + key.replace("_", "-"), type=float, default=DEFAULT_TRAIN_CONF[key], help=option_help[key])
     p.add_argument("--ratio-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="draw each step's QP nu log-uniformly from [LO, HI] (default: always --ratio)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--export", default=None, help="write the final weights here too (default RUN_DIR/weights.safetensors)")
+    p.add_argument("--device", default=DEFAULT_TRAIN_CONF["device"], help="auto | cpu | cuda | mps")
+    p.add_argument("--export", default=None, help="write the final weights here too (default: RUN_DIR/weights.safetensors)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=train_cli)
     return p
