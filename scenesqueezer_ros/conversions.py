@@ -21,7 +21,7 @@ from geometry_msgs.msg import Point
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 
-from scenesqueezer_core.errors import CameraModelError
+from scenesqueezer_core.bag import messages as bag_messages
 from scenesqueezer_core.types import Camera, Pose
 
 
@@ -97,32 +97,18 @@ def camera_info_to_camera(msg: CameraInfo) -> Camera:
     """
     # One implementation for live messages and bag messages (duck-typed on CameraInfo's fields), so
     # that the node and the offline replay see exactly the same intrinsics.
-    from scenesqueezer_core.bag.messages import camera_info_to_camera as core_camera_info_to_camera
-
-    return core_camera_info_to_camera(msg)
+    return bag_messages.camera_info_to_camera(msg)
 
 
 def camera_to_camera_info(camera: Camera, header=None) -> CameraInfo:
-    """Core Camera (PINHOLE or OPENCV) -> sensor_msgs/CameraInfo (for publishers and tests)."""
-    K = camera.K.copy()
-    K[0, 2] -= 0.5
-    K[1, 2] -= 0.5
+    """Core Camera -> sensor_msgs/CameraInfo (for publishers and tests): the bag export's fields."""
+    fields = bag_messages.camera_info_fields(camera)
     msg = CameraInfo()
     if header is not None:
         msg.header = header
-    msg.width, msg.height = camera.width, camera.height
-    msg.k = K.reshape(-1).tolist()
-    msg.r = np.eye(3).reshape(-1).tolist()
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    msg.p = P.reshape(-1).tolist()
-    msg.distortion_model = "plumb_bob"
-    if camera.model == "OPENCV":
-        msg.d = list(camera.params[4:8]) + [0.0]
-    elif camera.model in ("PINHOLE", "SIMPLE_PINHOLE"):
-        msg.d = [0.0] * 5
-    else:
-        raise CameraModelError(f"camera_to_camera_info does not handle {camera.model}")
+    msg.width, msg.height = fields["width"], fields["height"]
+    msg.distortion_model = fields["distortion_model"]
+    msg.d, msg.k, msg.r, msg.p = (fields[name].tolist() for name in ("d", "k", "r", "p"))
     return msg
 
 

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
+from scenesqueezer_core.bag.messages import SUPPORTED_ENCODINGS
 from scenesqueezer_core.errors import ImageError
 from scenesqueezer_ros.image_conversion import (
-    SUPPORTED_ENCODINGS,
     bayer_mosaic,
     compressed_msg_to_rgb,
     image_msg_to_rgb,

@@ -1,7 +1,8 @@
 """Core objects <-> rosbags message objects (no ROS install needed: rosbags' pure-Python types).
 
-Same conventions as the node (``scenesqueezer_ros/conversions.py``), so that a bag replayed over
-DDS and the same bag evaluated offline see identical cameras and poses:
+Same conventions as the node, so that a bag replayed over DDS and the same bag evaluated offline
+see identical cameras, images and poses; the camera and image conversions are duck-typed on the
+message fields and ``scenesqueezer_ros`` (conversions, image_conversion) calls them for live messages:
 
 * Poses on ROS topics are the camera optical frame's pose in the map frame (``world_from_cam``);
   the core holds ``cam_from_world``.
@@ -11,12 +12,17 @@ DDS and the same bag evaluated offline see identical cameras and poses:
 
 from __future__ import annotations
 
+import io
+import sys
+import warnings
 from functools import lru_cache
+from typing import Any
 
+import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..errors import CameraModelError
+from ..errors import CameraModelError, ImageError
 from ..types import Camera, Pose
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -28,6 +34,40 @@ ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 POSE_TYPES = (POSE_STAMPED_TYPE, POSE_COV_STAMPED_TYPE, ODOMETRY_TYPE)
+
+# encoding -> (channels, numpy dtype, OpenCV conversion to RGB or None)
+_ENCODINGS: dict[str, tuple[int, type, int | None]] = {
+    "rgb8": (3, np.uint8, None),
+    "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
+    "rgb16": (3, np.uint16, None),
+    "bgr16": (3, np.uint16, cv2.COLOR_BGR2RGB),
+    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+    "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    # OpenCV names Bayer patterns after the second row's first two pixels, hence the shift.
+    "bayer_rggb8": (1, np.uint8, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": (1, np.uint8, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": (1, np.uint8, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": (1, np.uint8, cv2.COLOR_BayerGB2RGB),
+    "bayer_rggb16": (1, np.uint16, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr16": (1, np.uint16, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg16": (1, np.uint16, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg16": (1, np.uint16, cv2.COLOR_BayerGB2RGB),
+    # ROS "yuv422" is UYVY byte order; "yuv422_yuy2" is YUYV.
+    "yuv422": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": (2, np.uint8, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, np.uint8, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": (2, np.uint8, cv2.COLOR_YUV2RGB_YUY2),
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_ENCODINGS)
+
+# A few hundred bytes of JPEG/PNG header can declare a 30000x30000 image; OpenCV would allocate
+# its pixels (2.7 GB) before finding out the data is missing. 64 Mpx is far above any camera.
+MAX_COMPRESSED_PIXELS = 64_000_000
 
 
 @lru_cache(maxsize=1)
@@ -83,8 +123,10 @@ def msg_to_pose(position, orientation) -> Pose:
     return Pose(Rotation.from_quat(q / norm).as_matrix(), [position.x, position.y, position.z])
 
 
-def camera_to_camera_info(camera: Camera, ns: int, frame_id: str):
-    """Core Camera -> sensor_msgs/CameraInfo (plumb_bob distortion)."""
+def camera_info_fields(camera: Camera) -> dict[str, Any]:
+    """The sensor_msgs/CameraInfo fields of a core Camera (plumb_bob distortion): width, height,
+    distortion_model, d (5,), k (9,), r (9,), p (12,) float64. One implementation for bag messages
+    (``camera_to_camera_info``) and live ones (``scenesqueezer_ros.conversions``)."""
     K = camera.K.copy()
     K[0, 2] -= 0.5
     K[1, 2] -= 0.5
@@ -101,12 +143,15 @@ def camera_to_camera_info(camera: Camera, ns: int, frame_id: str):
         raise CameraModelError(f"camera model {camera.model} has no CameraInfo equivalent")
     P = np.zeros((3, 4))
     P[:, :3] = K
+    return {"width": camera.width, "height": camera.height, "distortion_model": "plumb_bob",
+            "d": np.array(d, dtype=np.float64), "k": K.reshape(-1), "r": np.eye(3).reshape(-1), "p": P.reshape(-1)}
+
+
+def camera_to_camera_info(camera: Camera, ns: int, frame_id: str):
+    """Core Camera -> sensor_msgs/CameraInfo (rosbags object, plumb_bob distortion)."""
     types = typestore().types
     return types["sensor_msgs/msg/CameraInfo"](
-        header=header(ns, frame_id), height=camera.height, width=camera.width,
-        distortion_model="plumb_bob", d=np.array(d, dtype=np.float64),
-        k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
-        binning_x=0, binning_y=0,
+        header=header(ns, frame_id), **camera_info_fields(camera), binning_x=0, binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                       do_rectify=False),
     )
@@ -115,8 +160,8 @@ def camera_to_camera_info(camera: Camera, ns: int, frame_id: str):
 def camera_info_to_camera(msg) -> Camera:
     """sensor_msgs/CameraInfo -> core Camera (PINHOLE, or OPENCV for plumb_bob distortion).
 
-    Mirrors ``scenesqueezer_ros.conversions.camera_info_to_camera`` (binning and ROI included) so
-    that offline and DDS evaluations see the same intrinsics.
+    Duck-typed on CameraInfo's fields: the node converts live messages with it too (binning and ROI
+    included), so that offline and DDS evaluations see the same intrinsics.
     """
     k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if k[0, 0] <= 0 or k[1, 1] <= 0:
@@ -154,19 +199,102 @@ def camera_info_to_camera(msg) -> Camera:
 
 def image_msg_to_rgb(msg) -> np.ndarray:
     """sensor_msgs Image or CompressedImage (rosbags object) -> (H, W, 3) uint8 RGB."""
-    from rosbags.image import ImageError as RosbagsImageError
-    from rosbags.image import message_to_cvimage
+    return compressed_image_to_rgb(msg) if hasattr(msg, "format") else raw_image_to_rgb(msg)
 
-    from ..errors import ImageError
+
+def raw_image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/Image (a rosbags or an rclpy message: encoding, height, width, step, is_bigendian,
+    data) -> (H, W, 3) uint8 RGB, a new array. ImageError for unsupported encodings and for buffers
+    inconsistent with width/height/step. 16-bit images are scaled over the full range (value / 257)."""
+    encoding = msg.encoding
+    if encoding not in _ENCODINGS:
+        raise ImageError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}. "
+            "Republish the images in one of them (e.g. with image_proc) or use the compressed transport."
+        )
+    channels, dtype, conversion = _ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageError(f"image has no pixels: {width}x{height}")
+    item = np.dtype(dtype).itemsize
+    row_bytes = width * channels * item
+    if channels == 2:  # packed 4:2:2: two bytes per pixel
+        row_bytes = width * 2
+        if width % 2:
+            raise ImageError(f"{encoding} packs pixel pairs, so its width must be even; got {width}")
+    if step < row_bytes:
+        raise ImageError(
+            f"image step {step} is smaller than width * bytes per pixel = {row_bytes} "
+            f"({width} px of {encoding}); the publisher filled the message wrongly"
+        )
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < step * height:
+        raise ImageError(
+            f"image data has {data.size} bytes, but height * step = {height} * {step} = "
+            f"{height * step}; the message is truncated or its size fields are wrong"
+        )
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    if channels == 2:
+        pixels = np.ascontiguousarray(rows).reshape(height, width, 2)
+    else:
+        pixels = np.ascontiguousarray(rows).view(dtype)
+        if item > 1:
+            if bool(msg.is_bigendian) != (sys.byteorder == "big"):
+                pixels = pixels.byteswap()
+        pixels = pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+    if pixels.dtype == np.uint16:
+        # Round-to-nearest division by 257 maps 0..65535 onto 0..255 exactly at both ends.
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if conversion is not None:
+        try:
+            pixels = cv2.cvtColor(pixels, conversion)
+        except cv2.error as error:
+            raise ImageError(f"OpenCV cannot convert this {width}x{height} {encoding} image: {error}") from error
+    return np.ascontiguousarray(pixels)
+
+
+def compressed_image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG, ...; rosbags or rclpy: format, data) -> (H, W, 3) uint8 RGB."""
+    fmt = (msg.format or "").lower()
+    if "compresseddepth" in fmt:
+        raise ImageError(
+            f"compressed format {msg.format!r} is a depth image; subscribe the colour or mono stream"
+        )
+    buffer = np.frombuffer(msg.data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageError("compressed image message has no data")
+    width, height = _compressed_image_size(bytes(msg.data), msg.format)
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ImageError(
+            f"compressed image declares {width}x{height} pixels, more than {MAX_COMPRESSED_PIXELS} "
+            "(a corrupt header or a decompression bomb); publish camera-sized images"
+        )
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageError(
+            f"OpenCV could not decode the compressed image (format {msg.format!r}, {buffer.size} "
+            "bytes); publish JPEG or PNG"
+        )
+    if decoded.dtype == np.uint16:
+        decoded = ((decoded.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if decoded.ndim == 2:
+        return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+    if decoded.shape[2] == 4:
+        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def _compressed_image_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """(width, height) from the header alone, without decoding pixels (Pillow opens lazily)."""
+    from PIL import Image as PilImage
 
     try:
-        rgb = message_to_cvimage(msg, "rgb8")
-    except (RosbagsImageError, ValueError, TypeError) as exc:
-        encoding = getattr(msg, "encoding", getattr(msg, "format", "?"))
-        raise ImageError(f"cannot decode a bag image with encoding/format {encoding!r}: {exc}") from exc
-    rgb = np.asarray(rgb)
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    if rgb.dtype != np.uint8:  # 16-bit: full range to 8 bits, as the node does
-        rgb = (rgb.astype(np.float64) / 257.0).round().astype(np.uint8)
-    return np.ascontiguousarray(rgb)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PilImage.DecompressionBombWarning)
+            with PilImage.open(io.BytesIO(data)) as probe:
+                return probe.size
+    except Exception as error:  # noqa: BLE001 - any header Pillow cannot read is refused alike
+        raise ImageError(
+            f"could not decode the header of the compressed image (format {fmt!r}, {len(data)} bytes): "
+            f"{error}; publish JPEG or PNG"
+        ) from error
