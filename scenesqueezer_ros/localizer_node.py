@@ -5,6 +5,13 @@ Threads: the executor runs callbacks that only store the newest frame in a one-s
 the newest frame, localizes it and publishes. Services run in their own callback group on a
 second executor thread, so a map reload never stalls the image callbacks.
 
+Lifecycle (a managed node, as nav2 brings nodes up): configure reads the parameters, creates the
+publishers and services and loads the map; activate subscribes to the camera topics and starts the
+worker; deactivate and cleanup undo them; shutdown undoes whatever is up. With the parameter
+`autostart` (default true, like nav2_lifecycle_manager's) the node configures and activates itself
+at start-up, so that `ros2 launch` brings it up in one step; false leaves it unconfigured for a
+lifecycle manager (lifecycle_msgs services ~/change_state, ~/get_state).
+
 Run:  scenesqueezer_localizer_node --ros-args --params-file config/localizer.yaml -p map_path:=map.ssq
   or  python -m scenesqueezer_ros.localizer_node --ros-args ...
 """
@@ -25,7 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -37,7 +44,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 
 from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
-from scenesqueezer_core.errors import SceneSqueezerError
+from scenesqueezer_core.errors import ConfigError, SceneSqueezerError
 
 from .conversions import (
     cam_from_world_to_pose_msg,
@@ -47,7 +54,7 @@ from .conversions import (
     points_to_cloud,
 )
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
-from .parameters import LocalizerParameters, declare_parameters, read_parameters
+from .parameters import PARAMETER_SPECS, LocalizerParameters, declare_parameters, read_parameters
 
 NODE_NAME = "scenesqueezer_localizer"
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -108,10 +115,9 @@ class Counters:
     last_success_time: float = 0.0
 
 
-class LocalizerNode(Node):
+class LocalizerNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.params: LocalizerParameters = declare_parameters(self)
         self._localizer = None
         self._localizer_lock = threading.Lock()
         self._map_error = "no map loaded yet"
@@ -124,22 +130,75 @@ class LocalizerNode(Node):
         self._counters = Counters()
         self._counters_lock = threading.Lock()
         self._diag_window = (time.monotonic(), 0, 0, 0)
+        self._tf_broadcaster = None
+        self._tf_lookup = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        # what configure / activate created, destroyed again by cleanup / deactivate
+        self._configured_entities: set = set()
+        self._active_entities: set = set()
+        # Declared here, not in configure, so that `ros2 param` works in every state; an invalid
+        # override raises ConfigError (the process exits 2 naming it). After the state above: rclpy
+        # destroys a node whose __init__ raised, and destroy_node reads that state.
+        self.params: LocalizerParameters = declare_parameters(self)
 
+        if self.params.autostart:
+            for name, transition in (("configure", self.trigger_configure), ("activate", self.trigger_activate)):
+                if transition() != TransitionCallbackReturn.SUCCESS:
+                    raise SceneSqueezerError(f"the node could not {name} itself (autostart); see the error "
+                                             "logged above")
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _entities(self) -> set:
+        return {*self.publishers, *self.subscriptions, *self.services, *self.timers, *self.clients}
+
+    def _destroy(self, entities: set) -> None:
+        from rclpy.client import Client
+        from rclpy.publisher import Publisher
+        from rclpy.service import Service
+        from rclpy.subscription import Subscription
+        from rclpy.timer import Timer
+
+        destroyers = ((Publisher, self.destroy_publisher), (Subscription, self.destroy_subscription),
+                      (Service, self.destroy_service), (Timer, self.destroy_timer), (Client, self.destroy_client))
+        for entity in entities:
+            for kind, destroy in destroyers:
+                if isinstance(entity, kind):
+                    destroy(entity)
+                    break
+        entities.clear()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.params = read_parameters(self)
+        except ConfigError as error:
+            self.get_logger().error(f"cannot configure: {error}")
+            return TransitionCallbackReturn.FAILURE
+        before = self._entities()
         self._pose_pub = self.create_publisher(PoseStamped, "~/pose", 10)
         self._pose_cov_pub = self.create_publisher(PoseWithCovarianceStamped, "~/pose_with_covariance", 10)
         self._result_pub = self.create_publisher(LocalizationResultMsg, "~/result", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/map_points", LATCHED_QOS)
-
-        self._tf_broadcaster = None
-        self._tf_lookup = None
         if self.params.publish_tf:
             from .tf_support import TransformBroadcaster, TransformLookup
 
             self._tf_broadcaster = TransformBroadcaster(self)
             if self.params.tf_mode == "map_to_odom":
                 self._tf_lookup = TransformLookup(self)
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "~/reload_map", self._on_reload_map, callback_group=service_group)
+        self.create_service(Trigger, "~/localize_now", self._on_localize_now, callback_group=service_group)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._configured_entities = self._entities() - before
+        # A map that fails to load does not fail the transition: the node stays up, reports the
+        # error on /diagnostics and loads the map on ~/reload_map (the documented recovery path).
+        self._load_map()
+        return TransitionCallbackReturn.SUCCESS
 
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        before = self._entities()
         qos = self._image_qos()
         if self.params.image_transport == "compressed":
             topic = self.params.image_topic.rstrip("/") + "/compressed"
@@ -147,16 +206,39 @@ class LocalizerNode(Node):
         else:
             self.create_subscription(Image, self.params.image_topic, self._on_image, qos)
         self.create_subscription(CameraInfo, self.params.camera_info_topic, self._on_camera_info, qos)
-
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, "~/reload_map", self._on_reload_map, callback_group=service_group)
-        self.create_service(Trigger, "~/localize_now", self._on_localize_now, callback_group=service_group)
-        self.create_timer(1.0, self._publish_diagnostics)
-
-        self._load_map()
+        self._active_entities = self._entities() - before
+        self._mailbox = FrameMailbox()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="scenesqueezer-localizer", daemon=True)
         self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy(self._active_entities)
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy(self._configured_entities)
+        self._tf_broadcaster = self._tf_lookup = None
+        with self._localizer_lock:
+            self._localizer = None
+        self._map_error, self._reload_error = "no map loaded yet", ""
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self.on_deactivate(state)
+        if state.label in ("active", "inactive"):
+            self.on_cleanup(state)
+        return super().on_shutdown(state)
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._mailbox.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
 
     # --- callbacks: never block ---------------------------------------------------------------
 
@@ -220,7 +302,7 @@ class LocalizerNode(Node):
         die of SIGBUS on pages past a shorter file's end. The snapshot is unlinked at once; the
         mapping keeps its inode alive until the map is replaced.
         """
-        from scenesqueezer_core.localize import Localizer
+        from scenesqueezer_core.localization import Localizer
 
         conf, device = self.params.localizer_conf(), self.params.device
         source = Path(path)
@@ -243,6 +325,9 @@ class LocalizerNode(Node):
 
     def _on_localize_now(self, request, response):
         job = self._last_job
+        if self._worker is None:
+            response.success, response.message = False, "the node is not active; activate it first"
+            return response
         if job is None:
             response.success, response.message = False, "no frame received yet"
             return response
@@ -285,7 +370,7 @@ class LocalizerNode(Node):
                 job.done.set()
 
     def _process(self, job: FrameJob):
-        from scenesqueezer_core.localize import LocalizationResult
+        from scenesqueezer_core.localization import LocalizationResult
 
         self._last_job = FrameJob(job.image_msg, job.camera_info)
         header = job.image_msg.header
@@ -321,7 +406,7 @@ class LocalizerNode(Node):
 
     def _publish_internal_error(self, job: FrameJob, error: Exception):
         """A failure result for a frame whose processing raised: subscribers still hear of it."""
-        from scenesqueezer_core.localize import LocalizationResult
+        from scenesqueezer_core.localization import LocalizationResult
 
         result = LocalizationResult(success=False, failure_reason=f"internal error, frame skipped: {error!r}")
         try:
@@ -464,14 +549,26 @@ class LocalizerNode(Node):
         self._diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._mailbox.close()
-        self._worker.join(timeout=5.0)
+        self._stop_worker()
         super().destroy_node()
 
 
+def usage() -> str:
+    """`scenesqueezer_localizer_node --help`: how to run it and every parameter with its default."""
+    lines = [__doc__.strip(), "", "Parameters (-p name:=value, or --params-file config/localizer.yaml):"]
+    for spec in PARAMETER_SPECS:
+        default = ('"' + spec.default + '"') if isinstance(spec.default, str) else str(spec.default).lower()
+        lines.append(f"  {spec.name} (default: {default}): {spec.description}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=sys.argv if argv is None else argv)
+    argv = sys.argv if argv is None else argv
+    ros_args_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    if {"-h", "--help"} & set(argv[1:ros_args_at]):
+        print(usage())
+        return 0
+    rclpy.init(args=argv)
     node = None
     try:
         node = LocalizerNode()

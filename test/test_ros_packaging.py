@@ -4,27 +4,70 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
 from scenesqueezer_ros.testing import REPO_ROOT
 
+EXECUTABLES = {"scenesqueezer": "scenesqueezer_ros.cli", "scenesqueezer_localizer_node": "scenesqueezer_ros.localizer_node"}
 
-def test_pip_install_prefix_has_ament_marker_share_files_and_executables(tmp_path):
+
+def _installed_scenesqueezer() -> tuple:
+    """What the project's venv has of its own install: the distribution and the console scripts."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("scenesqueezer")
+        version = (dist.version, str(dist._path))
+    except PackageNotFoundError:
+        version = None
+    bin_dir = Path(sys.prefix) / "bin"
+    return version, tuple((bin_dir / exe).is_file() for exe in EXECUTABLES)
+
+
+def test_pip_install_has_ament_marker_share_files_and_executables_and_keeps_the_venv(tmp_path):
+    """A non-editable install, made into a throwaway venv: `pip install --prefix` from this venv would
+    uninstall the project's own install here (see ../shared/ENVIRONMENT.md)."""
+    before = _installed_scenesqueezer()
     source = tmp_path / "src"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "install", "log", "__pycache__", "*.egg-info", ".hypothesis", "outputs"))
-    prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", str(source), "--no-deps",
-                    "--no-build-isolation", "--prefix", str(prefix), "-q"], check=True)
+    # Only a wheel is built here; nothing is installed into (or removed from) this venv.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), "-q"], check=True)
+    (wheel,) = (tmp_path / "dist").glob("scenesqueezer-*.whl")
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
+    # pip --python installs into that interpreter's environment, which cannot see this venv
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(prefix / "bin/python"), "install", "--no-deps",
+                    "-q", str(wheel)], check=True)
+    assert _installed_scenesqueezer() == before
+
     assert (prefix / "share/ament_index/resource_index/packages/scenesqueezer").is_file()
     assert (prefix / "share/scenesqueezer/config/localizer.yaml").is_file()
-    assert (prefix / "share/scenesqueezer/launch/localize.launch.py").is_file()
+    for name in ("localize", "compress", "replay_eval"):
+        assert (prefix / f"share/scenesqueezer/launch/{name}.launch.py").is_file()
     assert (prefix / "share/scenesqueezer/package.xml").is_file()
-    for exe in ("scenesqueezer_localizer_node", "scenesqueezer"):
+    for exe in EXECUTABLES:
         wrapper = prefix / "lib/scenesqueezer" / exe
         assert wrapper.is_file() and os.access(wrapper, os.X_OK), exe
-    # The message package built by scripts/build_ros_msgs.sh survives a pip install.
+        assert (prefix / "bin" / exe).is_file(), exe
+    # The wrappers run the console scripts of their own prefix: the installed copy of the package,
+    # with this venv's dependencies behind it (a .pth line; its own site-packages come first).
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    (site / "project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {**os.environ, "PYTHONPATH": ""}
+    for exe, module in EXECUTABLES.items():
+        probe = subprocess.run([str(prefix / "lib/scenesqueezer" / exe), "--help"], capture_output=True, text=True,
+                               env=env, timeout=120)
+        assert probe.returncode == 0, probe.stderr
+        assert "usage" in probe.stdout.lower() or "--ros-args" in probe.stdout, probe.stdout
+    where = subprocess.run([str(prefix / "bin/python"), "-c", "import scenesqueezer_ros.cli as m; print(m.__file__)"],
+                           capture_output=True, text=True, env=env, check=True).stdout
+    assert where.startswith(str(site)), where
+    # The message package built by scripts/build_ros_msgs.sh is untouched.
     from scenesqueezer.msg import LocalizationResult  # noqa: F401
 
 
