@@ -30,7 +30,7 @@ import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 t0 = time.perf_counter()
 import torch  # noqa: F401  (the interpreter's imports are not part of loading a map)
-from scenesqueezer_core.localize import load_database
+from scenesqueezer_core.maps.database import load_database
 import scenesqueezer_core.maps.compressed_map, scenesqueezer_core.maps.scene_map  # noqa: F401
 import_s = time.perf_counter() - t0
 t0 = time.perf_counter()
@@ -40,7 +40,7 @@ rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 out = {{"load_s": load_s, "import_s": import_s, "rss_after_load_mb": rss_after_load}}
 if {queries} > 0:
     from scenesqueezer_core.dataset import load_dataset, read_image
-    from scenesqueezer_core.localize import Localizer
+    from scenesqueezer_core.localization import Localizer
     loc = Localizer(db)
     ds = load_dataset({dataset!r})
     ok = 0

@@ -22,7 +22,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from common import emit  # noqa: E402
 from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
-from scenesqueezer_core.localize import localize_dataset  # noqa: E402
+from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
 
 SHARED = Path(os.environ.get("SCENESQUEEZER_SHARED_DATA", REPO.parent / "shared" / "data"))

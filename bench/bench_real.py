@@ -34,8 +34,8 @@ from common import REPO, SHARED, emit
 
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
 from scenesqueezer_core.evaluate import THRESHOLDS, evaluate_results, load_results  # noqa: E402
+from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
-
 
 
 def localizer_module():
@@ -47,13 +47,12 @@ def localizer_module():
             module = importlib.import_module(name)
         except ImportError:
             continue
-        if hasattr(module, "Localizer") and hasattr(module, "localize_dataset"):
+        if hasattr(module, "Localizer"):
             return module
     raise ImportError("neither scenesqueezer_core.localization nor scenesqueezer_core.localize has the Localizer")
 
 
 _loc = localizer_module()
-localize_dataset = _loc.localize_dataset
 
 # Every pose check off (what `checks_disabled_conf()` returns where the localizer has it).
 CHECKS_OFF_CONF = {"min_inliers": 6, "min_inlier_ratio": 0.0, "min_hypothesis_margin": 0.0,

@@ -25,7 +25,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from common import emit  # noqa: E402
 from scenesqueezer_core.dataset import load_dataset, read_image  # noqa: E402
 from scenesqueezer_core.evaluate import compute_metrics  # noqa: E402
-from scenesqueezer_core.localize import Localizer, load_database  # noqa: E402
+from scenesqueezer_core.localization import Localizer  # noqa: E402
+from scenesqueezer_core.maps.database import load_database  # noqa: E402
 
 
 def device_name(device: str) -> str:

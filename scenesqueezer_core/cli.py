@@ -63,7 +63,7 @@ def _cmd_build_map(args: argparse.Namespace) -> int:
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:
-    from .localization import localize_dataset
+    from .evaluate import localize_dataset
 
     results = localize_dataset(args.map_path, args.dataset, args.output, split=args.split,
                                conf=localizer_conf_from_args(args), device=args.device)

@@ -20,7 +20,7 @@ ReplayOverDds = Callable[[Path, Path, Path], dict]
 def run_demo(workdir: Path, features: str = "xfeat", frames: int = 200, seed: int = 0,
              replay_over_dds: ReplayOverDds | None = None) -> int:
     from .evaluate import evaluate_results, format_metrics_table
-    from .localization import localize_dataset
+    from .evaluate import localize_dataset
     from .mapping import build_map
 
     workdir.mkdir(parents=True, exist_ok=True)

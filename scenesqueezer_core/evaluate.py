@@ -1,4 +1,4 @@
-"""Localization results (RESULTS.json) and their evaluation (METRICS.json) against ground truth.
+"""Localization of a dataset split (RESULTS.json) and its evaluation (METRICS.json) against ground truth.
 
 RESULTS.json::
 
@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from tqdm import tqdm
+
 from .atomic import atomic_write_text
+from .dataset import load_dataset, read_image
 from .errors import DatasetError, SceneSqueezerError
 from .geometry import pose_error
+from .localization import LocalizationResult, Localizer
 from .types import Pose
-from .dataset import load_dataset
 
 THRESHOLDS: dict[str, tuple[float, float]] = {
     "0.25m_2deg": (0.25, 2.0),
@@ -31,6 +34,23 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
     "5m_10deg": (5.0, 10.0),
     "0.25m_1deg": (0.25, 1.0),
 }
+
+
+def localize_dataset(map_path: str | os.PathLike, dataset_dir: str | os.PathLike, output: str | os.PathLike,
+                     split: str = "query", conf: dict[str, Any] | None = None, device: str = "auto",
+                     progress: bool = True) -> dict[str, LocalizationResult]:
+    """Localize every image of a split and write RESULTS.json (the format above)."""
+    dataset = load_dataset(dataset_dir)
+    localizer = Localizer.from_file(map_path, conf, device)
+    results: dict[str, LocalizationResult] = {}
+    for frame in tqdm(dataset.split(split), desc="localize", unit="img", disable=not progress or None):
+        results[frame.name] = localizer.localize(read_image(frame.image_path), frame.camera)
+    write_results(output, results, {
+        "map": str(map_path), "map_bytes": Path(map_path).stat().st_size,
+        "feature_setup": localizer.database.feature_setup, "conf": localizer.conf,
+        "dataset": str(dataset_dir), "split": split,
+    })
+    return results
 
 
 def write_results(path: str | os.PathLike, results: dict[str, Any], header: dict[str, Any]) -> Path:

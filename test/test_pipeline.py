@@ -63,7 +63,7 @@ def test_localize_and_evaluate_fountain(fountain_map, tmp_path):
 def test_foreign_images_give_no_pose(fountain_map):
     """Castle photographs against the fountain map: every one must fail, never a confident pose."""
     from scenesqueezer_core.dataset import load_dataset, read_image
-    from scenesqueezer_core.localize import Localizer
+    from scenesqueezer_core.localization import Localizer
 
     loc = Localizer.from_file(fountain_map)
     castle = load_dataset(SHARED_DATA / "strecha_castle_p30")

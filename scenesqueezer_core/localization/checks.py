@@ -18,7 +18,7 @@ import numpy as np
 
 from ..geometry import occluded_share
 from ..types import Pose
-from .database import LocalizationDatabase
+from ..maps.database import LocalizationDatabase
 from .options import Option
 from .pose import PoseEstimate
 from .result import CheckOutcome, FailureCode

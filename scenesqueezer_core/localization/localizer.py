@@ -5,7 +5,7 @@
 
 Each stage is a module with its own conf sub-dict (conf.stage_conf); the checks are the named
 policies of checks.POSE_CHECKS. One Localizer serves both map kinds through the
-``LocalizationDatabase`` interface (database.py).
+``LocalizationDatabase`` interface (maps/database.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..features import load_feature_setup
 from ..types import Camera
 from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
-from .database import LocalizationDatabase, load_database
+from ..maps.database import LocalizationDatabase, load_database
 from .matching import CandidateMatching
 from .pose import PoseEstimation
 from .result import FailureCode, LocalizationResult

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..features import Features, Matcher, get_matcher
-from .database import LocalizationDatabase
+from ..maps.database import LocalizationDatabase
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import pycolmap
 
 from ..types import Camera, Pose
-from .database import LocalizationDatabase
+from ..maps.database import LocalizationDatabase
 from .matching import CandidateMatches
 
 

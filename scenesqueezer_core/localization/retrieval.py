@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..features import Features
 from ..retrieval import top_k
-from .database import LocalizationDatabase
+from ..maps.database import LocalizationDatabase
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What the localizer needs from a map, and the adapter that gives it for an uncompressed SceneMap.
+"""What the localizer needs from a map (``LocalizationDatabase``), the adapter that gives it for an
+uncompressed SceneMap, and ``load_database`` that opens either kind of map file.
 
 A candidate is what retrieval ranks and matching pairs a query with: a mapping frame of a
 SceneMap (its triangulated keypoints) or a co-visible cluster of a CompressedMap (its kept points
@@ -15,11 +16,11 @@ import numpy as np
 
 from ..errors import MapFileError
 from ..features import Features
-from ..maps.compressed_map import CompressedMap
-from ..maps.mapfile import read_map_file
-from ..maps.scene_map import SceneMap
 from ..retrieval import VladModel
 from ..types import Camera
+from .compressed_map import CompressedMap
+from .mapfile import read_map_file
+from .scene_map import SceneMap
 
 
 class LocalizationDatabase(Protocol):
