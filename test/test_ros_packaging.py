@@ -61,11 +61,11 @@ def test_pip_install_has_ament_marker_share_files_and_executables_and_keeps_the_
     env = {**os.environ, "PYTHONPATH": ""}
     for exe, module in EXECUTABLES.items():
         probe = subprocess.run([str(prefix / "lib/scenesqueezer" / exe), "--help"], capture_output=True, text=True,
-                               env=env, timeout=120)
+                               env=env, cwd=tmp_path, timeout=120)
         assert probe.returncode == 0, probe.stderr
         assert "usage" in probe.stdout.lower() or "--ros-args" in probe.stdout, probe.stdout
     where = subprocess.run([str(prefix / "bin/python"), "-c", "import scenesqueezer_ros.cli as m; print(m.__file__)"],
-                           capture_output=True, text=True, env=env, check=True).stdout
+                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout
     assert where.startswith(str(site)), where
     # The message package built by scripts/build_ros_msgs.sh is untouched.
     from scenesqueezer.msg import LocalizationResult  # noqa: F401
