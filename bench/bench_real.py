@@ -9,7 +9,7 @@ For each real set (a folder of ../shared/data, or $SCENESQUEEZER_SHARED_DATA, wi
 holding `mapping` and `query`; read in place, never copied) the map is built from `mapping` and the
 `query` split is localized against the uncompressed SceneMap and against compressed maps (QP at each
 `--ratios`), with the default localizer settings and again with every pose check off
-(`checks_disabled_conf()` when the localizer has it). Per set and map it prints: localized, recall
+(`checks_disabled_conf()`). Per set and map it prints: localized, recall
 at the four thresholds of evaluate.py, median translation / rotation error over the localized
 queries, median seconds per query, map bytes (and % of the uncompressed map), and a histogram of
 the failure reasons (`failure_code` when results carry one, else the kind of `failure_reason`).
@@ -35,29 +35,10 @@ from common import REPO, SHARED, emit
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
 from scenesqueezer_core.evaluate import THRESHOLDS, evaluate_results, load_results  # noqa: E402
 from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
+from scenesqueezer_core.localization import checks_disabled_conf  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.maps.mapfile import read_map_file  # noqa: E402
 
-
-def localizer_module():
-    """scenesqueezer_core.localization (the package) once it holds the localizer, else the old module."""
-    import importlib
-
-    for name in ("scenesqueezer_core.localization", "scenesqueezer_core.localize"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "Localizer"):
-            return module
-    raise ImportError("neither scenesqueezer_core.localization nor scenesqueezer_core.localize has the Localizer")
-
-
-_loc = localizer_module()
-
-# Every pose check off (what `checks_disabled_conf()` returns where the localizer has it).
-CHECKS_OFF_CONF = {"min_inliers": 6, "min_inlier_ratio": 0.0, "min_hypothesis_margin": 0.0,
-                   "max_distance_to_candidate": 0.0, "max_median_reprojection_error_px": 0.0,
-                   "max_occluded_inliers": 1.0}
 
 # failure_reason texts of the localizer -> short names (used only when results carry no failure_code)
 _REASON_KINDS = [
@@ -76,7 +57,8 @@ _REASON_KINDS = [
 
 
 def checks_off_conf() -> dict:
-    return dict(_loc.checks_disabled_conf()) if hasattr(_loc, "checks_disabled_conf") else dict(CHECKS_OFF_CONF)
+    """Every pose check off (the localizer's own switch)."""
+    return dict(checks_disabled_conf())
 
 
 def failure_kind(entry: dict) -> str | None:
@@ -117,8 +99,6 @@ def scene_map(name: str, features: str, out: Path, map_cache: Path | None) -> Pa
         candidates = [map_cache / f"{name}_{features}.ssmap", map_cache / f"{name}.ssmap"] + candidates
     for path in candidates:
         if path.exists():
-            from scenesqueezer_core.maps.mapfile import read_map_file
-
             setup = read_map_file(path, verify=False).meta.get("feature_setup", features)
             if setup != features:
                 print(f"  {path} is a {setup} map, not {features}: skipped", flush=True)

@@ -3,7 +3,8 @@
 
     python bench/run_all.py [--quick] [--out outputs/bench]
 
---quick skips the slowest parts (ALIKED, the scale scene). Each benchmark also runs on its own;
+--quick skips the slowest parts (ALIKED, the scale scene, learned selection, pose safety) and
+measures the real sets at one compression ratio only. Each benchmark also runs on its own;
 see the scripts' docstrings. The report states the machine it ran on.
 """
 
@@ -56,13 +57,21 @@ def main() -> int:
     run("bench_memory.py", *sum((["--map", m] for m in maps), []), "--dataset", str(scene),
         "--markdown", str(out / "memory.md"))
     run("bench_smo.py", "--sizes", "1000", "10000", "--out", str(out / "smo.md"))
+    # every real set of ../shared/data, uncompressed and QP-compressed, checks on and off (about 15 minutes)
+    run("bench_real.py", "--out", str(out / "real"), "--markdown", str(out / "real.md"),
+        *(["--ratios", "0.1"] if args.quick else []))
     if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
         # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
         run("bench_learned.py", "--out", str(out / "learned"), "--markdown", str(out / "learned.md"))
-        run("bench_foreign.py", "--out", str(out / "foreign"), "--markdown", str(out / "foreign.md"))
-    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "scale", "learned",
-                 "foreign"):
+        run("bench_foreign.py", "--out", str(out / "foreign"), "--markdown", str(out / "foreign.md"),
+            "--dump", str(out / "foreign_checks.json"), "--map-cache", str(out / "real"))
+        # each check's statistic, correct vs wrong vs foreign (docs/img holds the committed plots)
+        run("bench_checks.py", "--dump", str(out / "foreign_checks.json"), "--real-summary",
+            str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
+            str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "scale", "learned",
+                 "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())

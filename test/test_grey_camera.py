@@ -16,39 +16,15 @@ from scenesqueezer_core.bag import export_bag
 from scenesqueezer_core.bag import messages as m
 from scenesqueezer_core.dataset import load_dataset, read_image, write_colmap_text, write_splits
 from scenesqueezer_core.geometry import pose_error
-
-try:
-    from scenesqueezer_core.replay import replay_offline
-except ImportError:  # before the replay package
-    from scenesqueezer_core.bag import replay_offline
+from scenesqueezer_core.localization import Localizer, checks_disabled_conf
+from scenesqueezer_core.maps.scene_map import SceneMap
+from scenesqueezer_core.replay import replay_offline
 
 KITTI = SHARED_DATA / "kitti06_51"
 pytestmark = pytest.mark.skipif(not (KITTI / "splits.json").exists(),
                                 reason=f"real KITTI frames not available ({KITTI} missing; set SCENESQUEEZER_SHARED_DATA)")
 MAPPING = [f"{i:06d}.png" for i in range(0, 16, 2)]  # 8 mapping frames, about 9 m of road
 QUERY = [f"{i:06d}.png" for i in (3, 5, 9, 11)]  # between mapping frames
-CHECKS_OFF = {"min_inliers": 6, "min_inlier_ratio": 0.0, "min_hypothesis_margin": 0.0,
-              "max_distance_to_candidate": 0.0, "max_median_reprojection_error_px": 0.0,
-              "max_occluded_inliers": 1.0}
-
-
-def checks_off_conf() -> dict:
-    """Every pose check off: the localizer's own switch where it has one."""
-    try:
-        from scenesqueezer_core.localization import checks_disabled_conf
-    except ImportError:
-        return dict(CHECKS_OFF)
-    return dict(checks_disabled_conf())
-
-
-def localizer_class():
-    try:
-        from scenesqueezer_core.localization import Localizer
-    except ImportError:
-        from scenesqueezer_core.localize import Localizer
-    return Localizer
-
-
 def read_bag(path):
     from rosbags.rosbag2 import Reader
 
@@ -161,11 +137,6 @@ def map_from_mono8_bag(kitti, tmp_path_factory):
 
 
 def test_map_from_mono8_bag_localizes_grey_queries(kitti, map_from_mono8_bag):
-    try:
-        from scenesqueezer_core.maps.scene_map import SceneMap
-    except ImportError:
-        from scenesqueezer_core.maps.scene_map import SceneMap
-
     root, map_path, _ = map_from_mono8_bag
     scene_map = SceneMap.load(map_path)
     assert scene_map.num_frames == len(MAPPING), "every mapping frame moved > 0.1 m: all are keyframes"
@@ -178,7 +149,7 @@ def test_map_from_mono8_bag_localizes_grey_queries(kitti, map_from_mono8_bag):
         assert dt < 1e-6 and dr < 1e-4
         np.testing.assert_allclose(frame.camera.params, original.camera.params, atol=1e-9)
     # the pipeline itself, every pose check off: grey queries localize within (0.25 m, 2 deg)
-    localizer = localizer_class().from_file(map_path, checks_off_conf(), device="cpu")
+    localizer = Localizer.from_file(map_path, checks_disabled_conf(), device="cpu")
     good = 0
     for name in QUERY:
         frame = truth.frames[name]
@@ -189,13 +160,19 @@ def test_map_from_mono8_bag_localizes_grey_queries(kitti, map_from_mono8_bag):
     assert good >= 3, good
 
 
-def test_offline_replay_of_a_mono8_bag_equals_localizing_the_png_files(kitti, map_from_mono8_bag):
+@pytest.fixture(scope="module")
+def offline_replay(map_from_mono8_bag):
     root, map_path, query_bag = map_from_mono8_bag
-    outcome = replay_offline(query_bag, map_path, root / "replay_offline", device="cpu", progress=False)
+    return replay_offline(query_bag, map_path, root / "replay_offline", device="cpu", progress=False)
+
+
+def test_offline_replay_of_a_mono8_bag_equals_localizing_the_png_files(kitti, map_from_mono8_bag, offline_replay):
+    root, map_path, query_bag = map_from_mono8_bag
+    outcome = offline_replay
     assert outcome.metrics["num_queries"] == len(QUERY)
     assert (root / "replay_offline" / "summary.md").exists()
     # the replay's configuration, applied to the original grey PNG files: identical outcomes and poses
-    localizer = localizer_class().from_file(map_path, outcome.info["conf"], device="cpu")
+    localizer = Localizer.from_file(map_path, outcome.info["conf"], device="cpu")
     truth = load_dataset(kitti)
     for name, record in zip(QUERY, outcome.records):
         frame = truth.frames[name]
@@ -208,11 +185,11 @@ def test_offline_replay_of_a_mono8_bag_equals_localizing_the_png_files(kitti, ma
     assert metrics["num_localized"] == sum(r.estimate is not None for r in outcome.records)
 
 
-def test_node_over_dds_localizes_a_mono8_bag_like_the_offline_replay(map_from_mono8_bag):
+def test_node_over_dds_localizes_a_mono8_bag_like_the_offline_replay(map_from_mono8_bag, offline_replay):
     from scenesqueezer_ros.replay import replay_over_dds
 
     root, map_path, query_bag = map_from_mono8_bag
-    offline = replay_offline(query_bag, map_path, root / "replay_offline_dds_ref", device="cpu", progress=False)
+    offline = offline_replay
     dds = replay_over_dds(query_bag, map_path, root / "replay_dds", as_fast_as_node=True, device="cpu",
                           domain_id=88, progress=False)
     assert dds.info["frames_sent"] == len(QUERY) and dds.info["results_received"] == len(QUERY)
