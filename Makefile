@@ -4,17 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
 	$(PY) -m scenesqueezer_ros.cli demo --workdir outputs/demo
 
-test: setup
+# seconds: ruff, then mypy (from its cache after the first run)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider test
 
-test-all: setup
+test-all: lint
 	$(PY) -m pytest -q -p no:cacheprovider test
 
 bench: setup

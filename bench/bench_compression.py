@@ -68,7 +68,10 @@ def main() -> int:
         localize_dataset(path, root, results, split=split, progress=False)
         m = evaluate_results(results, root)
         r = m["recall"]
-        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+
+        def f(v):
+            return "n/a" if v is None else f"{v:.3f}"
+
         recall_rows.append(
             f"| {name} | {split} | {label} | {ratio} | {m['map_bytes'] / 1e6:.3f} | {100 * m['map_bytes'] / source_bytes:.2f} "
             f"| {points} | {100 * r['0.25m_2deg']:.1f} | {100 * r['0.5m_5deg']:.1f} | {100 * r['5m_10deg']:.1f} "

@@ -70,7 +70,10 @@ def main() -> int:
                 localize_dataset(map_path, root, results, split=split, device=args.device, progress=False)
                 m = evaluate_results(results, root)
                 r = m["recall"]
-                fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+
+                def fmt(v):
+                    return "n/a" if v is None else f"{v:.3f}"
+
                 rows.append(
                     f"| {name} | {split} | {features} | {m['num_localized']}/{m['num_queries']} "
                     f"| {100 * r['0.25m_2deg']:.1f} | {100 * r['0.5m_5deg']:.1f} | {100 * r['5m_10deg']:.1f} "

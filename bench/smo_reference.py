@@ -59,8 +59,8 @@ def smo_reference(d: np.ndarray, features: np.ndarray, gamma: float, tau: float,
     elif n_full > 0:
         alpha[order[n_full - 1]] += rem
     c = np.zeros(m)
-    for l in np.flatnonzero(alpha):
-        c += alpha[l] * rbf_row(F, sq_norms, gamma, int(l))
+    for j in np.flatnonzero(alpha):
+        c += alpha[j] * rbf_row(F, sq_norms, gamma, int(j))
     objective = float(alpha @ c - tau * d @ alpha)
     support = set(np.flatnonzero(alpha).tolist())
 

@@ -20,7 +20,7 @@ def _real_cv_bridge():
     """The ROS 2 cv_bridge, or None. PyPI's ROS 1 ``cv-bridge`` has no compiled boost module."""
     try:
         from cv_bridge import CvBridge
-        from cv_bridge.boost.cv_bridge_boost import cvtColor2  # noqa: F401
+        from cv_bridge.boost.cv_bridge_boost import cvtColor2  # noqa: F401 - probes the compiled module
     except Exception:  # noqa: BLE001 - any import failure means "not usable here"
         return None
     return CvBridge()

@@ -15,13 +15,12 @@ from scenesqueezer_core.bag.cli import add_bag_commands
 from scenesqueezer_core.bag.read import interpolate_pose, select_keyframes, select_topics
 from scenesqueezer_core.dataset import load_dataset, read_image
 from scenesqueezer_core.errors import ConfigError, DatasetError
+from scenesqueezer_core.synthetic import generate_scene
 from scenesqueezer_core.types import Pose
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from scenesqueezer_core.synthetic import generate_scene
-
     root = tmp_path_factory.mktemp("bag_export")
     return generate_scene(root / "scene", num_frames=8, width=160, height=120, num_workers=1)
 
@@ -194,7 +193,10 @@ def test_interpolation_stays_between_its_ends(r0, t0, r1, t1, fraction):
     mid = interpolate_pose(a, b, fraction)
     np.testing.assert_allclose(mid.R @ mid.R.T, np.eye(3), atol=1e-9)
     np.testing.assert_allclose(mid.t, (1 - fraction) * t0 + fraction * t1, atol=1e-9)
-    angle = lambda x, y: np.arccos(np.clip((np.trace(x @ y.T) - 1) / 2, -1, 1))  # noqa: E731
+
+    def angle(x, y):
+        return np.arccos(np.clip((np.trace(x @ y.T) - 1) / 2, -1, 1))
+
     assert angle(mid.R, a.R) + angle(mid.R, b.R) == pytest.approx(angle(a.R, b.R), abs=1e-6)
     np.testing.assert_allclose(interpolate_pose(a, b, 0.0).matrix, a.matrix, atol=1e-9)
 

@@ -10,8 +10,10 @@ import pytest
 
 from scenesqueezer_core.bag import export_bag
 from scenesqueezer_core.bag.cli import add_bag_commands
-from scenesqueezer_core.replay.report import PLOTS
 from scenesqueezer_core.evaluate import THRESHOLDS
+from scenesqueezer_core.mapping import build_map
+from scenesqueezer_core.replay.report import PLOTS
+from scenesqueezer_core.synthetic import generate_scene
 
 DOMAIN_ID = 87
 CONF = ["--top-k", "5"]  # fewer candidates per query keeps the test fast on 2 CPU cores
@@ -20,9 +22,6 @@ CONF = ["--top-k", "5"]  # fewer candidates per query keeps the test fast on 2 C
 @pytest.fixture(scope="module")
 def replay_setup(tmp_path_factory):
     import torch
-
-    from scenesqueezer_core.mapping import build_map
-    from scenesqueezer_core.synthetic import generate_scene
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("bag_replay")

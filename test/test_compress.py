@@ -7,8 +7,8 @@ import pytest
 
 from scenesqueezer_core.cli import main
 from scenesqueezer_core.compression.compress import compress_map
-from scenesqueezer_core.maps.compressed_map import CompressedMap
 from scenesqueezer_core.errors import ConfigError, MapFileError
+from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES, CompressedMap
 from scenesqueezer_core.maps.scene_map import SceneMap
 
 
@@ -61,8 +61,6 @@ def report_clusters(path):
 
 
 def _assert_same_map(path_a, path_b):
-    from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES
-
     a, b = CompressedMap.load(path_a), CompressedMap.load(path_b)
     for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
@@ -84,7 +82,6 @@ def test_executors_give_identical_files(small_street_map, tmp_path):
 
 def test_ray_executor_with_two_local_workers_gives_the_same_file(small_street_map, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'scenesqueezer[ray]'); scripts/setup_env.sh installs it")
-    from scenesqueezer_core.cli import main
 
     serial = compress_map(small_street_map, tmp_path / "a.sqz", {"ratio": 0.1}, executor="serial")
     assert main(["compress", str(small_street_map), str(tmp_path / "ray.sqz"), "--ratio", "0.1",

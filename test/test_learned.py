@@ -10,13 +10,30 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from scenesqueezer_core.selection.smo import solve_qp_smo
+from scenesqueezer_core.cli import main
+from scenesqueezer_core.compression.compress import compress_map
+from scenesqueezer_core.dataset import load_dataset
 from scenesqueezer_core.errors import ConfigError
-from scenesqueezer_core.learned.data import POINT_STATS_DIM
+from scenesqueezer_core.learned.data import POINT_STATS_DIM, build_training_samples, load_sample
+from scenesqueezer_core.learned.inference import default_weights_path, load_learned_model
 from scenesqueezer_core.learned.losses import distinctiveness_loss, pose_success_probability
-from scenesqueezer_core.learned.networks import (AnchorVerificationFusion, LearnedConfig, SceneSqueezerNet,
-                                                 farthest_point_sampling, knn)
+from scenesqueezer_core.learned.networks import (
+    AnchorVerificationFusion,
+    LearnedConfig,
+    SceneSqueezerNet,
+    farthest_point_sampling,
+    knn,
+)
 from scenesqueezer_core.learned.qp import qp_select, rbf_kernel
+from scenesqueezer_core.learned.train import train
+from scenesqueezer_core.maps.compressed_map import CompressedMap
+from scenesqueezer_core.selection.smo import solve_qp_smo
+
+
+def drop_seconds_column(lines: list[str]) -> list[str]:
+    """Training log CSV rows without column 6 (wall seconds, which differ between runs)."""
+    return [",".join(value for i, value in enumerate(line.split(",")) if i != 6) for line in lines]
+
 
 torch.set_num_threads(1)
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,8 +159,6 @@ def test_distinctiveness_loss_is_smallest_at_the_target():
 # ------------------------------------------------------------------------------ data, training, compress
 @pytest.fixture(scope="module")
 def samples_dir(small_street_scene, small_street_map, tmp_path_factory):
-    from scenesqueezer_core.learned.data import build_training_samples
-
     out = tmp_path_factory.mktemp("learned_samples")
     paths = build_training_samples(small_street_scene, small_street_map, out, device="cpu", max_queries=4)
     assert paths, "the small street scene must give at least one training cluster"
@@ -151,9 +166,6 @@ def samples_dir(small_street_scene, small_street_map, tmp_path_factory):
 
 
 def test_training_samples_are_consistent(samples_dir, small_street_scene):
-    from scenesqueezer_core.dataset import load_dataset
-    from scenesqueezer_core.learned.data import load_sample
-
     sample = load_sample(sorted(samples_dir.glob("*.npz"))[0])
     m = len(sample["xyz"])
     assert sample["xyz_norm"].shape == (m, 3) and np.abs(sample["xyz_norm"]).max() <= 1
@@ -177,8 +189,6 @@ def test_training_samples_are_consistent(samples_dir, small_street_scene):
 
 
 def _train(samples_dir, out, stop_after=None, **overrides):
-    from scenesqueezer_core.learned.train import train
-
     conf = {"steps": 6, "stage1_steps": 3, "checkpoint_every": 2, "validate_every": 3, "points_per_step": 200,
             "threads": 1, "device": "cpu", "model": SMALL.to_dict(), **overrides}
     return train([str(samples_dir)], out, [str(samples_dir)], conf, stop_after=stop_after, progress=False)
@@ -195,7 +205,7 @@ def test_training_resumes_exactly_after_a_kill(samples_dir, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log_full = (tmp_path / "full" / "log.csv").read_text().splitlines()
     log_resumed = (tmp_path / "resumed" / "log.csv").read_text().splitlines()
-    strip = lambda lines: [",".join(v for i, v in enumerate(l.split(",")) if i != 6) for l in lines]  # noqa: E731 drop seconds
+    strip = drop_seconds_column
     assert strip(log_full) == strip(log_resumed) and len(log_full) == 7
     assert {row.split(",")[1] for row in log_full[1:]} == {"1", "2"}  # both stages ran
     assert resumed["validation"] == full["validation"]
@@ -220,8 +230,6 @@ def test_training_with_a_ratio_range_resumes_exactly_and_differs_from_a_fixed_ra
 
 @pytest.mark.parametrize("bad", [[0.1, 0.01], [0.0, 0.1], [0.05, 1.5], "0.1", [0.1]])
 def test_training_rejects_a_bad_ratio_range(samples_dir, tmp_path, bad):
-    from scenesqueezer_core.learned.train import train
-
     with pytest.raises(ConfigError, match="ratio_range"):
         train([str(samples_dir)], tmp_path / "run", None, {"steps": 1, "device": "cpu", "ratio_range": bad},
               progress=False)
@@ -263,23 +271,17 @@ def test_training_resumes_exactly_after_sigkill(samples_dir, tmp_path):
     resumed = train_with_conf(samples_dir, run_dir, conf)
     a, b = load_file(full["weights"]), load_file(resumed["weights"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda lines: [",".join(v for i, v in enumerate(l.split(",")) if i != 6) for l in lines]  # noqa: E731 drop seconds
+    strip = drop_seconds_column
     assert strip((tmp_path / "full" / "log.csv").read_text().splitlines()) == \
         strip((run_dir / "log.csv").read_text().splitlines())
     assert resumed["validation"] == full["validation"]
 
 
 def train_with_conf(samples_dir, out, conf):
-    from scenesqueezer_core.learned.train import train
-
     return train([str(samples_dir)], out, [str(samples_dir)], conf, progress=False)
 
 
 def test_compress_learned_from_cli(small_street_map, tmp_path):
-    from scenesqueezer_core.cli import main
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
-    from scenesqueezer_core.learned.inference import default_weights_path
-
     if not default_weights_path("xfeat").exists():
         pytest.fail("shipped weights scenesqueezer_core/weights/learned_xfeat.safetensors are missing")
     out = tmp_path / "learned.sqz"
@@ -293,8 +295,6 @@ def test_compress_learned_from_cli(small_street_map, tmp_path):
 
 
 def test_compress_learned_names_missing_weights(small_street_map, tmp_path):
-    from scenesqueezer_core.compression.compress import compress_map
-
     with pytest.raises(ConfigError, match="scenesqueezer train"):
         compress_map(small_street_map, tmp_path / "x.sqz", {"method": "learned", "learned_weights": str(tmp_path / "no.safetensors")},
                      executor="serial")
@@ -319,8 +319,6 @@ def test_network_output_shapes_and_tau_bound():
 
 
 def test_shipped_weights_load_with_their_model_card_numbers():
-    from scenesqueezer_core.learned.inference import default_weights_path, load_learned_model
-
     path = default_weights_path("xfeat")
     model, info = load_learned_model(str(path))
     assert model.config.descriptor_dim == 64 and info["steps"] > 0 and info["seed"] == 0
@@ -331,7 +329,6 @@ def test_shipped_weights_load_with_their_model_card_numbers():
 
 def test_training_refuses_samples_of_an_older_format(samples_dir, tmp_path):
     """Samples written before point_stats existed: one clear error saying how to rebuild them."""
-    from scenesqueezer_core.learned.train import train
 
     with np.load(sorted(samples_dir.glob("*.npz"))[0], allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files if k != "point_stats"}

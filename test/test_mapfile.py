@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scenesqueezer_core.errors import MapFileError
+from scenesqueezer_core.maps.compressed_map import CompressedMap
+from scenesqueezer_core.maps.global_model import load_global_model
 from scenesqueezer_core.maps.mapfile import read_map_file, write_map_file
+from scenesqueezer_core.maps.quantizer import load_descriptor_quantizer
+from scenesqueezer_core.types import Camera
 
 
 @pytest.fixture()
@@ -136,11 +140,6 @@ def test_no_partial_file_on_failure(tmp_path):
 # CompressedMap.load (shapes, dtypes, offsets, ids, finiteness, model hashes) stand in the way.
 
 def _tiny_compressed_map():
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
-    from scenesqueezer_core.maps.global_model import load_global_model
-    from scenesqueezer_core.maps.quantizer import load_descriptor_quantizer
-    from scenesqueezer_core.types import Camera
-
     descriptor_model = load_descriptor_quantizer("xfeat")
     _, global_model = load_global_model("xfeat")
     rng = np.random.default_rng(0)
@@ -184,8 +183,6 @@ def _make_array(dtype, shape, fill, rng):
                              "points_multiview_bits"]),
        spec=_ARRAY_STRATEGY, seed=st.integers(0, 2**16))
 def test_fuzz_compressed_map_arrays_fail_cleanly(tmp_path_factory, name, spec, seed):
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
-
     cmap = _tiny_compressed_map()
     setattr(cmap, name, _make_array(*spec, np.random.default_rng(seed)))
     path = tmp_path_factory.mktemp("cfuzz") / "m.sqz"
@@ -212,8 +209,6 @@ def test_fuzz_compressed_map_arrays_fail_cleanly(tmp_path_factory, name, spec, s
        value=st.one_of(st.none(), st.integers(-2, 2), st.text(max_size=8), st.lists(st.integers(0, 3), max_size=3),
                        st.dictionaries(st.text(max_size=4), st.integers(0, 3), max_size=2)))
 def test_fuzz_compressed_map_manifest_fails_cleanly(tmp_path_factory, key, value):
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
-
     path = tmp_path_factory.mktemp("mfuzz") / "m.sqz"
     _tiny_compressed_map().save(path)
 
@@ -235,8 +230,6 @@ def test_fuzz_compressed_map_manifest_fails_cleanly(tmp_path_factory, key, value
 
 
 def test_compressed_map_without_frame_centres_falls_back_to_the_representative(tmp_path):
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
-
     cmap = _tiny_compressed_map()
     cmap.cluster_rotations = cmap.cluster_rotations.copy()
     cmap.cluster_translations = np.array([[0.0, 0, 0], [1, 2, 3], [0, 0, -4]])
@@ -257,7 +250,6 @@ def test_compressed_map_without_frame_centres_falls_back_to_the_representative(t
 def test_compressed_map_multiview_bits_round_trip_and_fallback(tmp_path):
     """The multi-view flags (trusted occluders) survive the file; a map written before them has none,
     so the localizer's occlusion check finds no occluders instead of trusting every point."""
-    from scenesqueezer_core.maps.compressed_map import CompressedMap
 
     loaded = CompressedMap.load(_tiny_compressed_map().save(tmp_path / "new.sqz"))
     assert np.array_equal(loaded.points_multiview, np.arange(12) % 3 == 0)

@@ -7,6 +7,9 @@ import pytest
 
 from conftest import SHARED_DATA
 from scenesqueezer_core.cli import main
+from scenesqueezer_core.dataset import load_dataset, read_image
+from scenesqueezer_core.geometry import project
+from scenesqueezer_core.localization import Localizer
 from scenesqueezer_core.maps.scene_map import SceneMap
 
 FOUNTAIN = SHARED_DATA / "strecha_fountain_p11"
@@ -32,7 +35,6 @@ def test_map_content(fountain_map):
     for f, k in zip(frames, kps):
         assert m.keypoint_point_ids[m.keypoint_offsets[f] + k] == 0
     # points project close to their observations in every observing frame (known poses kept)
-    from scenesqueezer_core.geometry import project
 
     errs = []
     for p in range(0, m.num_points, max(1, m.num_points // 200)):
@@ -62,8 +64,6 @@ def test_localize_and_evaluate_fountain(fountain_map, tmp_path):
 
 def test_foreign_images_give_no_pose(fountain_map):
     """Castle photographs against the fountain map: every one must fail, never a confident pose."""
-    from scenesqueezer_core.dataset import load_dataset, read_image
-    from scenesqueezer_core.localization import Localizer
 
     loc = Localizer.from_file(fountain_map)
     castle = load_dataset(SHARED_DATA / "strecha_castle_p30")

@@ -18,8 +18,16 @@ from scenesqueezer_core.compression.quantizer_training import (
     train_descriptor_quantizer,
     train_global_quantizer,
 )
-from scenesqueezer_core.maps.quantizer import DSQ, DescriptorQuantizer, GlobalQuantizer, load_descriptor_quantizer, shipped_weights_path
+from scenesqueezer_core.compression.train_quantizer import extract_features
 from scenesqueezer_core.errors import ConfigError, MapFileError
+from scenesqueezer_core.maps.quantizer import (
+    DSQ,
+    DescriptorQuantizer,
+    GlobalQuantizer,
+    load_descriptor_quantizer,
+    shipped_weights_path,
+)
+from scenesqueezer_core.maps.quantizer_file import read_safetensors_metadata
 
 torch.set_num_threads(2)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -154,7 +162,6 @@ def test_safetensors_round_trip_is_bit_exact_and_loads_no_pickle(tmp_path, monke
     codes = model.encode(x)
     np.testing.assert_array_equal(loaded.encode(x), codes)
     np.testing.assert_array_equal(loaded.decode(codes), model.decode(codes))
-    from scenesqueezer_core.maps.quantizer_file import read_safetensors_metadata
 
     assert read_safetensors_metadata(path.read_bytes()) == read_safetensors_metadata(loaded.to_bytes())
 
@@ -234,8 +241,6 @@ def test_global_quantizer_trains_in_seconds_and_keeps_retrieval():
 
 
 def _held_out_pair(setup: str):
-    from scenesqueezer_core.compression.train_quantizer import extract_features
-
     if not FOUNTAIN.is_dir():
         pytest.skip(f"real data not found at {FOUNTAIN}")
     items = extract_features(FOUNTAIN, setup, "query")  # 0003.jpg, 0007.jpg: never used in training

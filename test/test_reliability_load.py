@@ -5,6 +5,7 @@ Uses bench/bench_soak.py's run_soak, shortened to a CI-sized run."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from scenesqueezer_ros.testing import REPO_ROOT
 
@@ -19,7 +20,7 @@ def test_flood_at_30hz_drops_stale_frames_with_bounded_latency_and_memory(small_
     report = run_soak(small_street_map, small_street_scene, FLOOD_SECONDS, 30.0, tmp_path, domain_id=74,
                       warmup_s=3.0, sample_s=3.0)
     print({k: v for k, v in report.items() if k != "rss_samples"}, report["rss_samples"])
-    assert report["node_alive"] and report["errors"] == 0, open(report["node_log"]).read()[-3000:]
+    assert report["node_alive"] and report["errors"] == 0, Path(report["node_log"]).read_text()[-3000:]
     assert report["frames_sent"] >= 0.9 * 30 * FLOOD_SECONDS
     # Every received frame is either processed or dropped (counted), never queued without bound.
     assert report["frames_received"] == report["frames_processed"] + report["frames_dropped"]

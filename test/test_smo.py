@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenesqueezer_core.selection.smo import initial_alpha, qp_objective, solve_qp_smo
 from scenesqueezer_core.errors import ConfigError
+from scenesqueezer_core.selection import smo
+from scenesqueezer_core.selection.smo import initial_alpha, qp_objective, solve_qp_smo
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -136,7 +137,6 @@ def test_bad_inputs_raise_clear_errors(kwargs, error):
 
 def test_float32_kernel_rows_of_large_problems_reach_the_float64_objective():
     """Large problems compute kernel rows with float32 dot products; the optimum must not move."""
-    from scenesqueezer_core.selection import smo
 
     rng = np.random.default_rng(3)
     m = 5000

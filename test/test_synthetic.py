@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scenesqueezer_core.dataset import load_dataset
 from scenesqueezer_core.errors import ConfigError
-from scenesqueezer_core.synthetic import PRESETS, Plane, World, default_camera, generate_scene, render
+from scenesqueezer_core.synthetic import PRESETS, Plane, World, build_world, default_camera, generate_scene, render
 from scenesqueezer_core.synthetic.render import _clip_near
 from scenesqueezer_core.synthetic.trajectory import StraightPath, pose_from_view
 from scenesqueezer_core.types import Pose
@@ -315,7 +315,6 @@ def test_different_seeds_and_presets_differ(street, tmp_path):
     for frame in dataset.split("mapping"):
         depth = np.load(other / "depth" / (frame.name[:-4] + ".npy"))
         assert np.isfinite(depth[depth.shape[0] // 2:]).all()
-    from scenesqueezer_core.synthetic import build_world
 
     a, b = build_world("street", 3, NUM_FRAMES), build_world("street", 5, NUM_FRAMES)
     assert [p.origin for p in a.planes] != [p.origin for p in b.planes]

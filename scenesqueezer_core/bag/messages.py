@@ -120,7 +120,7 @@ def msg_to_pose(position, orientation) -> Pose:
     norm = np.linalg.norm(q)
     if not np.isfinite(norm) or norm < 1e-9:
         raise ValueError(f"invalid quaternion {q.tolist()}")
-    return Pose(Rotation.from_quat(q / norm).as_matrix(), [position.x, position.y, position.z])
+    return Pose(Rotation.from_quat(q / norm).as_matrix(), np.array([position.x, position.y, position.z]))
 
 
 def camera_info_fields(camera: Camera) -> dict[str, Any]:
@@ -234,6 +234,7 @@ def raw_image_to_rgb(msg) -> np.ndarray:
             f"{height * step}; the message is truncated or its size fields are wrong"
         )
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels: np.ndarray  # (H, W, C) or (H, W)
     if channels == 2:
         pixels = np.ascontiguousarray(rows).reshape(height, width, 2)
     else:
@@ -293,7 +294,7 @@ def _compressed_image_size(data: bytes, fmt: str) -> tuple[int, int]:
             warnings.simplefilter("ignore", PilImage.DecompressionBombWarning)
             with PilImage.open(io.BytesIO(data)) as probe:
                 return probe.size
-    except Exception as error:  # noqa: BLE001 - any header Pillow cannot read is refused alike
+    except Exception as error:  # any header Pillow cannot read is refused alike
         raise ImageError(
             f"could not decode the header of the compressed image (format {fmt!r}, {len(data)} bytes): "
             f"{error}; publish JPEG or PNG"

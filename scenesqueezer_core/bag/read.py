@@ -22,6 +22,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
@@ -178,7 +179,7 @@ class TfBuffer:
         for a, b in [*self.static, *self.dynamic]:
             neighbours.setdefault(a, set()).add(b)
             neighbours.setdefault(b, set()).add(a)
-        previous = {start: None}
+        previous: dict[str, str | None] = {start: None}
         queue = deque([start])
         while queue:
             frame = queue.popleft()
@@ -256,7 +257,7 @@ def select_topics(available: dict[str, str], image_topic: str | None = None, cam
     if tf_frames is not None:
         if "/tf" not in available and "/tf_static" not in available:
             raise DatasetError("tf_frames given but the bag has no /tf or /tf_static topic")
-        return TopicSelection(image, available[image], info, None, None, tuple(tf_frames))
+        return TopicSelection(image, available[image], info, None, None, (tf_frames[0], tf_frames[1]))
     pose = _pick("pose", pose_topic, available, m.POSE_TYPES, "--pose-topic (or tf_frames for poses on /tf)")
     return TopicSelection(image, available[image], info, pose, available[pose], None)
 
@@ -358,7 +359,7 @@ def _resolve_tf_frames(topics: TopicSelection, tf: TfBuffer, camera_frame: str, 
 
 
 def iter_image_messages(bag: str | os.PathLike, scan: BagScan, indices: set[int] | None = None,
-                        with_camera_info: bool = False) -> Iterator[tuple[BagFrame, object, bytes, bytes | None]]:
+                        with_camera_info: bool = False) -> Iterator[tuple[BagFrame, Any, bytes, bytes | None]]:
     """Stream (frame, deserialized image msg, raw image CDR, raw CameraInfo CDR) in bag order.
 
     ``with_camera_info`` pairs each image with the latest CameraInfo message before it (for

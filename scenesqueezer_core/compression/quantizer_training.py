@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..features.base import merge_conf
 from ..features.matchers import mutual_nearest_neighbours
 from ..maps.quantizer import DescriptorQuantizer, DSQAutoEncoder, GlobalQuantizer
 
@@ -108,14 +109,6 @@ GLOBAL_TRAIN_CONF: dict[str, Any] = {
 }
 
 
-def _merge(default: dict[str, Any], conf: dict[str, Any] | None) -> dict[str, Any]:
-    conf = dict(conf or {})
-    unknown = sorted(set(conf) - set(default))
-    if unknown:
-        raise ConfigError(f"unknown training option(s) {unknown}; valid options: {sorted(default)}")
-    return {**default, **conf}
-
-
 def _as_float_tensor(array: np.ndarray, name: str) -> torch.Tensor:
     array = np.asarray(array)
     if array.ndim != 2 or len(array) < 2:
@@ -196,7 +189,7 @@ def train_descriptor_quantizer(
     raw descriptors of its other observations. Deterministic for a given ``conf['seed']``. The
     training history is left in ``model.training_history``.
     """
-    conf = _merge(DESCRIPTOR_TRAIN_CONF, conf)
+    conf = merge_conf(DESCRIPTOR_TRAIN_CONF, conf, what="training option")
     data = _as_float_tensor(descriptors, "descriptors")
     in_dim = data.shape[1]
     code_dim = int(conf["code_dim"] or in_dim)
@@ -249,7 +242,7 @@ def train_global_quantizer(
     descriptors of a batch (how retrieval uses them at run time) plus cosine reconstruction.
     Bounded by ``conf['max_seconds']`` so that it can run at compression time.
     """
-    conf = _merge(GLOBAL_TRAIN_CONF, conf)
+    conf = merge_conf(GLOBAL_TRAIN_CONF, conf, what="training option")
     data = _as_float_tensor(global_desc, "global descriptors")
     n, in_dim = data.shape
     positives = np.asarray(positives, dtype=bool)

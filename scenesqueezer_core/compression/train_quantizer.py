@@ -50,7 +50,8 @@ def extract_features(
             cache = Path(cache_dir) / f"{Path(dataset_dir).name}__{frame.name.replace('/', '_')}__{name}-{conf_tag}.npz"
         if cache is not None and cache.exists():
             with np.load(cache) as z:
-                features = Features(z["keypoints"], z["scores"], z["descriptors"], tuple(int(v) for v in z["image_size"]))
+                width, height = (int(v) for v in z["image_size"])
+                features = Features(z["keypoints"], z["scores"], z["descriptors"], (width, height))
         else:
             extractor = extractor or get_extractor(name, conf)
             features = extractor.extract(read_image(frame.image_path))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class AlikedExtractor(BatchedExtractor):
     """
 
     name = "aliked"
-    default_conf: dict[str, Any] = {
+    default_conf: ClassVar[dict[str, Any]] = {
         "model_name": "aliked-n16",
         "max_keypoints": 2048,
         "detection_threshold": 0.2,

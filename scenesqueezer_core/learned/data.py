@@ -36,14 +36,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..atomic import atomic_path
+from ..dataset import load_dataset, read_image
 from ..errors import ConfigError
+from ..features import load_feature_setup
 from ..features.base import Features
 from ..geometry import project
 from ..maps.scene_map import SceneMap
-from ..selection.scores import score_terms
 from ..selection.clustering import cluster_frames
-from ..dataset import load_dataset, read_image
-from ..features import load_feature_setup
+from ..selection.scores import score_terms
 
 __all__ = ["cluster_inputs", "cluster_point_ids", "point_statistics", "query_labels", "build_training_samples",
            "load_sample", "subsample", "INPUT_KEYS", "POINT_STATS_DIM"]
@@ -275,7 +275,8 @@ def build_training_samples(dataset_dir: str | os.PathLike, map_path: str | os.Pa
         path = out_dir / f"{prefix}_c{ci:03d}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), **inputs, **labels)
+                arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **inputs, **labels}
+                np.savez(fh, **arrays)
         paths.append(path)
     return paths
 

@@ -134,7 +134,10 @@ def validate(model: SceneSqueezerNet, samples: list[dict[str, Any]], conf: dict[
             success.append(float(pose_success_probability(alpha, *args).mean()))
             success_random.append(float(pose_success_probability(rand, *args).mean()))
     model.train()
-    mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
     return {"val_loss_d": mean(losses), "val_spearman": mean(rhos), "val_pose_success": mean(success),
             "val_pose_success_random": mean(success_random)}
 

@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..bag import bag_to_dataset, is_bag
 from ..dataset import _find_model_dir, load_dataset, read_image
 from ..errors import DatasetError
 from ..features import load_feature_setup
 from ..features.base import Features, merge_conf
 from ..geometry import fundamental_from_poses, sampson_error
+from ..maps.scene_map import SceneMap
 from ..retrieval import fit_vlad
 from ..types import Frame
 from .pairs import pairs_from_poses
-from ..maps.scene_map import SceneMap
-from .triangulation import triangulate_known_poses
-from ..bag import bag_to_dataset, is_bag
 from .sfm import dataset_with_sfm_poses
+from .triangulation import triangulate_known_poses
 
 logger = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ def triangulate_known_poses(
     keypoints: F arrays (N_f, 2) in COLMAP pixel convention.
     pair_matches: {(f0, f1): (M, 2) keypoint indices}, geometrically verified, f0 < f1.
     """
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp_name:
+        tmp = Path(tmp_name)
         database_path = tmp / "database.db"
         rec = pycolmap.Reconstruction()
         db = pycolmap.Database.open(str(database_path))

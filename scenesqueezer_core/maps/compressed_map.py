@@ -136,12 +136,13 @@ class CompressedMap:
             info = dict(meta.get("info", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
-        optional = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
+        optional: dict[str, Any] = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
+        required: dict[str, Any] = {k: container.arrays[k] for k in ARRAY_NAMES}
         if sum(k in optional for k in FRAME_CENTER_ARRAY_NAMES) == 1:
             raise MapFileError(f"compressed map {path} holds only one of {' and '.join(FRAME_CENTER_ARRAY_NAMES)}; "
                                "recompress the map")
         cmap = cls(feature_setup=feature_setup, cameras=cameras, info=info, path=Path(path),
-                   **{k: container.arrays[k] for k in ARRAY_NAMES}, **optional)
+                   **required, **optional)
         cmap.validate()
         cmap._decode()
         return cmap

@@ -31,9 +31,19 @@ class LocalizationDatabase(Protocol):
     global_descriptors: np.ndarray  # (C, G) float32
     points_xyz: np.ndarray  # (P, 3) float64
     points_color: np.ndarray  # (P, 3) uint8
-    points_multiview: np.ndarray  # (P,) bool: seen by >= 3 map frames (trusted occluders)
-    candidate_ids: np.ndarray  # (C,) int64 ids reported in results (frame or cluster ids)
-    file_bytes: int
+
+    # read-only: CompressedMap computes these (properties), SceneMapDatabase stores them
+    @property
+    def points_multiview(self) -> np.ndarray:
+        """(P,) bool: seen by >= 3 map frames (trusted occluders)."""
+
+    @property
+    def candidate_ids(self) -> np.ndarray:
+        """(C,) int64 ids reported in results (frame or cluster ids)."""
+
+    @property
+    def file_bytes(self) -> int:
+        """Bytes of the map file (0 for a map only in memory)."""
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""

@@ -13,7 +13,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -97,7 +97,7 @@ class QuantizerFile:
         # The stored weights replace every parameter: build on the meta device and skip the random
         # initialization (a QR and a pseudo-inverse of the rotation, 0.2 s of every map load).
         with torch.device("meta"):
-            model = cls(json.loads(metadata["config"]), init_weights=False)
+            model = cast(Any, cls)(json.loads(metadata["config"]), init_weights=False)
         try:
             tensors = load(data)
         except Exception as exc:  # safetensors raises its own error types

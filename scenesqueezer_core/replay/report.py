@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
-from ..evaluate import THRESHOLDS, compute_metrics, format_metrics_table
+from ..evaluate import THRESHOLDS, compute_metrics
 from ..geometry import pose_error
 from ..types import Pose
 
@@ -140,7 +140,8 @@ def plot_all(records: list[QueryRecord], out_dir: Path) -> dict[str, Path]:
 def _top_view_axes(centers: np.ndarray, ups: np.ndarray) -> tuple[int, int]:
     """The two world axes of the ground plane: drop the axis the cameras' mean up vector follows."""
     up_axis = int(np.argmax(np.abs(ups.mean(axis=0)))) if len(ups) else 2
-    return tuple(i for i in range(3) if i != up_axis)
+    first, second = (i for i in range(3) if i != up_axis)
+    return first, second
 
 
 def plot_trajectory(records: list[QueryRecord]):
@@ -217,8 +218,8 @@ def plot_latency(records: list[QueryRecord]):
     e2e = [r.end_to_end_s * 1e3 for r in records if r.end_to_end_s is not None]
     if e2e:
         series.append(("end-to-end over DDS", e2e))
-    series = [(label, np.asarray(v)) for label, v in series if len(v)]
-    positive = np.concatenate([v[v > 0] for _, v in series]) if series else np.array([])
+    arrays = [(label, np.asarray(v)) for label, v in series if len(v)]
+    positive = np.concatenate([v[v > 0] for _, v in arrays]) if arrays else np.array([])
     if len(positive):
         bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.05 + 1e-9), 30)
         for label, values in series:

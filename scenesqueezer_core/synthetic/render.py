@@ -143,8 +143,10 @@ def render(world: World, camera: Camera, pose: Pose, cache: TextureCache | None 
         plane_from_ray = np.stack([offset * u_c - (u_c @ origin_c) * n_c,
                                    offset * v_c - (v_c @ origin_c) * n_c, n_c])
         pyramid = cache.get(index)
-        texels_per_metre = lambda level: np.diag([level.shape[1] / plane.width,  # noqa: E731
-                                                  level.shape[0] / plane.height, 1.0])
+
+        def texels_per_metre(level: np.ndarray) -> np.ndarray:
+            return np.diag([level.shape[1] / plane.width, level.shape[0] / plane.height, 1.0])
+
         to_index = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
         # Restrict the texture work to the box of pixels that show this plane's texture.
         rows = np.nonzero(needs_texture.any(axis=1))[0]

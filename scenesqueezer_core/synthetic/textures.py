@@ -106,7 +106,7 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).clip(0.0, 1.0)
 
 
-def _tiled(gray: np.ndarray, period_px: int, height: int, width: int, offset: tuple[int, int]) -> np.ndarray:
+def _tiled(gray: np.ndarray, period_px: float, height: int, width: int, offset: tuple[int, int]) -> np.ndarray:
     """Mirror-tile a sample resized to ``period_px`` (no seams) and crop (height, width) at ``offset``."""
     period_px = max(8, int(period_px))
     sample = cv2.resize(gray, (period_px, max(8, round(period_px * gray.shape[0] / gray.shape[1]))),
@@ -270,7 +270,10 @@ def facade_texture(plane: Plane) -> np.ndarray:
     rng = np.random.default_rng([plane.style, 11])
     ppm = plane.pixels_per_metre
     width_px, height_px = plane.texture_size
-    px = lambda metres: int(round(metres * ppm))  # noqa: E731
+
+    def px(metres: float) -> int:
+        return int(round(metres * ppm))
+
     wall_colour = _random_colour(rng)
     wall = _wall_material(rng, height_px, width_px, ppm)
     canvas = np.zeros((height_px, width_px, 3), np.float32)
