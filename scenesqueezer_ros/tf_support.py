@@ -104,7 +104,7 @@ class TransformLookup:
             except Exception:  # noqa: BLE001 - tf2 raises several exception types for "not available"
                 try:
                     msg = self._buffer.lookup_transform(target, source, Time())
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - as above, at the latest stamp: not available yet
                     return None
             return transform_to_pose(msg.transform)
         with self._lock:
