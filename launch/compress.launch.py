@@ -2,35 +2,32 @@
 
 ros2 launch scenesqueezer compress.launch.py dataset:=/data/strecha/fountain \
     map:=/maps/fountain.ssmap compressed_map:=/maps/fountain.sqz features:=xfeat
+
+Runs `scenesqueezer build-map`, then `scenesqueezer compress` once the map was written. A step that
+fails ends the launch with a non-zero exit code and a one-line reason (its own error is above it).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
+
+from scenesqueezer_ros.launch_steps import cli_step, end_launch_on_failure, on_success
 
 
 def generate_launch_description() -> LaunchDescription:
     dataset = LaunchConfiguration("dataset")
     scene_map = LaunchConfiguration("map")
     compressed = LaunchConfiguration("compressed_map")
-    build = ExecuteProcess(
-        cmd=["scenesqueezer", "build-map", dataset, scene_map,
-             "--features", LaunchConfiguration("features")],
-        name="build_map", output="screen")
-    compress = ExecuteProcess(
-        cmd=["scenesqueezer", "compress", scene_map, compressed,
-             "--ratio", LaunchConfiguration("ratio")],
-        name="compress", output="screen")
+    build = cli_step("build_map", ["build-map", dataset, scene_map, "--features", LaunchConfiguration("features")])
+    compress = cli_step("compress", ["compress", scene_map, compressed, "--ratio", LaunchConfiguration("ratio")])
     return LaunchDescription([
-        DeclareLaunchArgument("dataset", description="dataset folder (COLMAP text model + splits.json)"),
-        DeclareLaunchArgument("map", description="uncompressed map file to write"),
-        DeclareLaunchArgument("compressed_map", description="compressed map file to write"),
-        DeclareLaunchArgument("features", default_value="xfeat", description="xfeat | xfeat-lighterglue | aliked | sift"),
+        DeclareLaunchArgument("dataset", description="dataset folder (images/, sparse/, splits.json) or a rosbag2"),
+        DeclareLaunchArgument("map", description="uncompressed map file (.ssmap) to write"),
+        DeclareLaunchArgument("compressed_map", description="compressed map file (.sqz) to write"),
+        DeclareLaunchArgument("features", default_value="xfeat",
+                              description="feature setup: xfeat | xfeat-lighterglue | aliked | sift"),
         DeclareLaunchArgument("ratio", default_value="0.015", description="fraction of each cluster's points kept"),
         build,
-        # Compress only after the map was built successfully.
-        RegisterEventHandler(OnProcessExit(
-            target_action=build,
-            on_exit=lambda event, context: [compress] if event.returncode == 0 else [])),
+        on_success(build, then=[compress]),  # compress only a map that was built
+        end_launch_on_failure(),
     ])

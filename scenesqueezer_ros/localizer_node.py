@@ -57,6 +57,8 @@ from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .parameters import PARAMETER_SPECS, LocalizerParameters, declare_parameters, read_parameters
 
 NODE_NAME = "scenesqueezer_localizer"
+# diagnostics message until the first CameraInfo (scenesqueezer replay waits for it to change)
+WAITING_FOR_CAMERA_INFO = "waiting for CameraInfo"
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -521,7 +523,7 @@ class LocalizerNode(LifecycleNode):
         elif self._reload_error:
             status.level, status.message = DiagnosticStatus.ERROR, f"map reload failed: {self._reload_error}"
         elif self._camera_info is None:
-            status.level, status.message = DiagnosticStatus.WARN, "waiting for CameraInfo"
+            status.level, status.message = DiagnosticStatus.WARN, WAITING_FOR_CAMERA_INFO
         elif snapshot.processed == 0:
             status.level, status.message = DiagnosticStatus.OK, "map loaded, waiting for images"
         elif snapshot.failed and (snapshot.last_success_time == 0.0 or now - snapshot.last_success_time > 10.0):

@@ -6,9 +6,11 @@ image messages byte for byte (their original stamps, reliable QoS so that multi-
 whole), records every ``~/result`` and ``~/pose``, matches them to the bag's ground truth by stamp
 and writes the same report as ``scenesqueezer replay --offline`` (``scenesqueezer_core.bag``).
 
-Pacing: ``rate`` scales the bag's own timing like ``ros2 bag play --rate`` (frames the node is too
-busy for are dropped by its one-slot mailbox and count as failures); ``as_fast_as_node`` sends the
-next frame only once the node has answered the previous one, so every frame is evaluated.
+Pacing: ``as_fast_as_node`` (what the CLI and replay_eval.launch.py do unless given a rate) sends
+the next frame only once the node has answered the previous one, so every frame is evaluated;
+``rate`` scales the bag's own timing like ``ros2 bag play --rate`` (frames the node is too busy for
+are dropped by its one-slot mailbox and count as failures). Before the first frame the replay waits
+until the node has its map, both publishers are matched and the node has the first CameraInfo.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ class _ReplaySession:
         self.poses: dict[int, Any] = {}
         self.sent: dict[int, float] = {}
         self.status = None
+        self.status_count = 0
         base = "/" + node_name.strip("/")
         self.node.create_subscription(LocalizationResult, f"{base}/result", self._on_result, reliable)
         self.node.create_subscription(PoseStamped, f"{base}/pose", self._on_pose, reliable)
@@ -170,6 +173,7 @@ class _ReplaySession:
         for status in msg.status:
             if status.name == f"{self.node_name}: localization":
                 self.status = status
+                self.status_count += 1
 
     def spin_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -198,7 +202,8 @@ class _ReplaySession:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-25:])
 
     def wait_until_ready(self, timeout: float) -> None:
-        """The node publishes diagnostics once it spins (after loading its map) and subscribes our topics."""
+        """The node publishes diagnostics once it spins (after loading its map) and has subscribed our
+        topics: both publishers must be matched before the first frame goes out."""
         from diagnostic_msgs.msg import DiagnosticStatus
 
         ready = self.spin_until(lambda: self.status is not None and self.image_pub.get_subscription_count() > 0
@@ -211,6 +216,21 @@ class _ReplaySession:
         if self.status.level == DiagnosticStatus.ERROR:
             raise ReplayError(f"the localizer node has no usable map: {self.status.message}")
 
+    def prime_camera_info(self, raw_info, timeout: float = 15.0) -> None:
+        """Publish the first CameraInfo and wait until the node reports that it has one.
+
+        Camera info and images travel on different topics: right after the subscriptions match, the
+        first image can overtake its CameraInfo, and the node would fail it for want of one.
+        """
+        from .localizer_node import WAITING_FOR_CAMERA_INFO
+
+        published = self.status_count
+        self.info_pub.publish(raw_info)
+        if not self.spin_until(lambda: self.status_count > published
+                               and self.status.message != WAITING_FOR_CAMERA_INFO, timeout):
+            raise ReplayError(f"the localizer node did not report a CameraInfo within {timeout:.0f} s of one "
+                              f"published on {self.scan.topics.camera_info}: is it subscribed to that topic?")
+
     def play(self, bag, rate: float | None, as_fast_as_node: bool, result_timeout: float, progress: bool) -> None:
         from tqdm import tqdm
 
@@ -220,6 +240,8 @@ class _ReplaySession:
         bar = tqdm(total=len(self.scan.frames), desc="replay (DDS)", unit="img", disable=not progress or None)
         try:
             for frame, _, raw_image, raw_info in stream:
+                if not self.sent and raw_info is not None:
+                    self.prime_camera_info(raw_info)
                 if as_fast_as_node:
                     if raw_info is not None:
                         self.info_pub.publish(raw_info)
