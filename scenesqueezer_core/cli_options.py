@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .localization import read_conf_file
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to an option's help, unless the help already says what the default is
@@ -28,6 +30,10 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_localizer_options(p: argparse.ArgumentParser) -> None:
     """The localizer settings a command line can override (localize, replay)."""
+    p.add_argument("--conf", metavar="FILE.yaml", default=None,
+                   help="localizer settings for a site: the node's parameter file (config/localizer.yaml: "
+                        "every localizer option and pose check threshold; its node options are ignored here) or a "
+                        "flat 'option: value' YAML; unknown keys are an error (default: the localizer's defaults)")
     # None: the localizer's own default, kept in one place (the core's localizer conf, mirrored in
     # config/localizer.yaml), not repeated here.
     p.add_argument("--top-k", type=int, default=None,
@@ -39,8 +45,11 @@ def add_localizer_options(p: argparse.ArgumentParser) -> None:
 
 
 def localizer_conf_from_args(args: argparse.Namespace) -> dict:
-    """The localizer conf overrides given by add_localizer_options' options (unset ones left out)."""
-    conf = {}
+    """The localizer conf overrides given by add_localizer_options' options (unset ones left out).
+
+    --conf FILE gives every option (defaults filled in); --top-k / --min-inliers override it.
+    """
+    conf = read_conf_file(args.conf) if args.conf else {}
     if args.top_k is not None:
         conf["top_k"] = args.top_k
     if args.min_inliers is not None:
