@@ -91,3 +91,15 @@ def test_colcon_build_in_a_workspace(tmp_path):
     site = next(install.glob("lib/python3*/site-packages"))
     assert (site / "scenesqueezer/msg/__init__.py").is_file()
     assert (site / "scenesqueezer_ros/localizer_node.py").is_file()
+    for exe in EXECUTABLES:
+        assert os.access(install / "lib/scenesqueezer" / exe, os.X_OK), exe
+    # The CLI where a ROS user calls it, with the install's environment (what setup.bash sets):
+    # `ros2 run scenesqueezer scenesqueezer` when the launch tools are there, else the file itself.
+    run_env = {**env, "AMENT_PREFIX_PATH": f"{install}{os.pathsep}{venv}", "PYTHONPATH": str(site)}
+    ros2 = shutil.which("ros2", path=f"{venv}/bin")
+    command = [ros2, "run", "scenesqueezer", "scenesqueezer"] if ros2 else [str(install / "lib/scenesqueezer/scenesqueezer")]
+    probe = subprocess.run([*command, "--help"], env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and "usage: scenesqueezer" in probe.stdout, probe.stderr
+    where = subprocess.run([sys.executable, "-c", "import scenesqueezer_ros.cli as m; print(m.__file__)"],
+                           env=run_env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(site)), where
