@@ -71,19 +71,20 @@ def project(camera: Camera, pose: Pose, points_world: np.ndarray) -> tuple[np.nd
     return pixels, depth
 
 
-def occluded_share(camera: Camera, pose: Pose, points_world: np.ndarray, occluders_world: np.ndarray,
-                   radius_px: float, depth_ratio: float = 0.7) -> float:
-    """Share of ``points_world`` (N, 3) that ``occluders_world`` (M, 3) would hide from the camera.
+def hidden_points(camera: Camera, pose: Pose, points_world: np.ndarray, occluders_world: np.ndarray,
+                  radius_px: float, depth_ratio: float = 0.7) -> np.ndarray:
+    """(N,) bool: which of ``points_world`` (N, 3) ``occluders_world`` (M, 3) would hide from the camera.
 
     A point counts as hidden when an occluder projects within ``radius_px`` of its pixel at less
     than ``depth_ratio`` times its depth (a sparse z-buffer test: the margin absorbs triangulation
     noise and thin structures). Points behind the camera or outside the image count as not hidden.
-    Returns 0.0 for no points.
     """
     from scipy.spatial import cKDTree
 
+    hidden = np.zeros(len(points_world), dtype=bool)
     if len(points_world) == 0:
-        return 0.0
+        return hidden
+
     def in_view(world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pixels, depths = project(camera, pose, np.asarray(world, dtype=np.float64).reshape(-1, 3))
         with np.errstate(invalid="ignore"):  # pixels of points behind the camera are NaN
@@ -93,11 +94,19 @@ def occluded_share(camera: Camera, pose: Pose, points_world: np.ndarray, occlude
 
     pixels, depths, inside = in_view(occluders_world)
     if not inside.any():
-        return 0.0
+        return hidden
     pixels, depths = pixels[inside], depths[inside]
     point_pixels, point_depths, visible = in_view(points_world)
-    hidden = np.zeros(len(point_depths), dtype=bool)
     neighbours = cKDTree(pixels).query_ball_point(point_pixels[visible], radius_px)
     hidden[visible] = [bool(n) and depths[n].min() < depth_ratio * z
                        for n, z in zip(neighbours, point_depths[visible])]
-    return float(hidden.mean())
+    return hidden
+
+
+def occluded_share(camera: Camera, pose: Pose, points_world: np.ndarray, occluders_world: np.ndarray,
+                   radius_px: float, depth_ratio: float = 0.7) -> float:
+    """Share of ``points_world`` (N, 3) that ``occluders_world`` (M, 3) would hide (``hidden_points``);
+    0.0 for no points."""
+    if len(points_world) == 0:
+        return 0.0
+    return float(hidden_points(camera, pose, points_world, occluders_world, radius_px, depth_ratio).mean())

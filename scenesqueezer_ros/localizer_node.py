@@ -44,7 +44,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 
 from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
-from scenesqueezer_core.errors import ConfigError, SceneSqueezerError
+from scenesqueezer_core.errors import ConfigError, ImageError, SceneSqueezerError
+from scenesqueezer_core.localization import FailureCode, LocalizationResult, Localizer
 
 from .conversions import (
     cam_from_world_to_pose_msg,
@@ -304,8 +305,6 @@ class LocalizerNode(LifecycleNode):
         die of SIGBUS on pages past a shorter file's end. The snapshot is unlinked at once; the
         mapping keeps its inode alive until the map is replaced.
         """
-        from scenesqueezer_core.localization import Localizer
-
         conf, device = self.params.localizer_conf(), self.params.device
         source = Path(path)
         if not source.is_file():  # the core names the problem (missing, a directory)
@@ -372,8 +371,6 @@ class LocalizerNode(LifecycleNode):
                 job.done.set()
 
     def _process(self, job: FrameJob):
-        from scenesqueezer_core.localization import LocalizationResult
-
         self._last_job = FrameJob(job.image_msg, job.camera_info)
         header = job.image_msg.header
         camera_frame = self.params.camera_frame or header.frame_id
@@ -382,13 +379,12 @@ class LocalizerNode(LifecycleNode):
         result = None
         backwards = self._stamp_went_backwards(header) if job.done is None else ""
         if backwards:
-            result = LocalizationResult(success=False, failure_reason=backwards)
+            result = LocalizationResult(False).fail(FailureCode.STAMP_BACKWARDS, backwards)
         elif localizer is None:
-            result = LocalizationResult(success=False, failure_reason=self._map_error or "no map loaded")
+            result = LocalizationResult(False).fail(FailureCode.NO_MAP, self._map_error or "no map loaded")
         elif job.camera_info is None:
-            result = LocalizationResult(
-                success=False,
-                failure_reason=f"no CameraInfo received on {self.params.camera_info_topic!r} yet")
+            result = LocalizationResult(False).fail(
+                FailureCode.NO_CAMERA_INFO, f"no CameraInfo received on {self.params.camera_info_topic!r} yet")
         if result is None:
             try:
                 camera = self._camera_for(job.camera_info)
@@ -397,20 +393,20 @@ class LocalizerNode(LifecycleNode):
                 else:
                     rgb = image_msg_to_rgb(job.image_msg)
                 if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
-                    raise SceneSqueezerError(
+                    raise ImageError(
                         f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                         f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
                 result = localizer.localize(rgb, camera)
+            except ImageError as error:
+                result = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
             except SceneSqueezerError as error:
-                result = LocalizationResult(success=False, failure_reason=str(error))
+                result = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
         self._publish(result, header, camera_frame)
         return result
 
     def _publish_internal_error(self, job: FrameJob, error: Exception):
         """A failure result for a frame whose processing raised: subscribers still hear of it."""
-        from scenesqueezer_core.localization import LocalizationResult
-
-        result = LocalizationResult(success=False, failure_reason=f"internal error, frame skipped: {error!r}")
+        result = LocalizationResult(False).fail(FailureCode.INTERNAL_ERROR, f"internal error, frame skipped: {error!r}")
         try:
             header = job.image_msg.header
             self._publish(result, header, self.params.camera_frame or header.frame_id)
@@ -447,12 +443,12 @@ class LocalizerNode(LifecycleNode):
         msg.header.stamp = header.stamp
         msg.header.frame_id = params.map_frame
         msg.success = bool(result.success)
+        msg.failure_code = int(result.failure_code)
         msg.failure_reason = result.failure_reason or ""
         msg.camera_frame_id = camera_frame
         msg.num_inliers = int(result.num_inliers)
         msg.num_correspondences = int(result.num_correspondences)
-        msg.inlier_ratio = float(result.num_inliers / result.num_correspondences
-                                 if result.num_correspondences else 0.0)
+        msg.inlier_ratio = float(result.inlier_ratio)
         msg.median_reprojection_error_px = float(result.median_reprojection_error_px)
         msg.occluded_inlier_share = float(result.occluded_inlier_share)
         msg.retrieved_cluster_ids = [int(i) for i in result.candidate_ids]

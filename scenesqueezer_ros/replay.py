@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scenesqueezer_core.bag import messages as bag_messages
-from scenesqueezer_core.localization import DEFAULT_LOCALIZER_CONF, localizer_conf
+from scenesqueezer_core.localization import DEFAULT_LOCALIZER_CONF, FailureCode, localizer_conf
 from scenesqueezer_core.replay.offline import ReplayOutcome, query_scan, replay_info
 from scenesqueezer_core.bag.read import iter_image_messages
 from scenesqueezer_core.replay.report import QueryRecord, write_report
@@ -289,7 +289,8 @@ class _ReplaySession:
             entry = self.results.get(frame.stamp_ns)
             if entry is None:
                 records.append(QueryRecord(frame.name, frame.stamp_ns, frame.cam_from_world, None,
-                                           failure_reason="no result from the node (frame dropped or lost)"))
+                                           failure_reason="no result from the node (frame dropped or lost)",
+                                           failure_code=FailureCode.NO_RESULT))
                 continue
             msg, received = entry
             latency = msg.latency
@@ -298,7 +299,8 @@ class _ReplaySession:
             sent = self.sent.get(frame.stamp_ns)
             records.append(QueryRecord(frame.name, frame.stamp_ns, frame.cam_from_world, estimate, timings,
                                        msg.failure_reason, int(msg.num_inliers),
-                                       end_to_end_s=None if sent is None else received - sent))
+                                       end_to_end_s=None if sent is None else received - sent,
+                                       failure_code=FailureCode(msg.failure_code)))
         extra = {"frames_sent": len(self.sent), "results_received": len(self.results),
                  "poses_received": len(self.poses),
                  "results_without_frame": sorted(set(self.results) - set(self.sent))[:10]}

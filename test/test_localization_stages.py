@@ -65,6 +65,9 @@ class TinyMap:
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         return self.features[index], self.point_ids[index]
 
+    def candidate_pose(self, index: int) -> Pose:
+        return self.poses[index]
+
     def candidate_camera(self, index: int) -> Camera:
         return CAMERA
 
@@ -72,9 +75,9 @@ class TinyMap:
         return self.poses[index].center[None]
 
 
-def frame_pose(x: float) -> Pose:
-    """A camera at (x, 0, 0) looking along +z (cam_from_world)."""
-    return Pose(np.eye(3), -np.array([x, 0.0, 0.0]))
+def frame_pose(x: float, z: float = 0.0) -> Pose:
+    """A camera at (x, 0, z) looking along +z (cam_from_world)."""
+    return Pose(np.eye(3), -np.array([x, 0.0, z]))
 
 
 @pytest.fixture(scope="module")
@@ -271,19 +274,36 @@ def test_reprojection_error(tiny_map):
     assert run(ReprojectionError, {"max_median_reprojection_error_px": 8.0}, estimate, context).passed
 
 
-def test_occlusion_refuses_inliers_seen_through_map_points(tiny_map):
+def wall_at(z: float, step: float) -> np.ndarray:
+    """(N, 3) a dense grid of points on the plane at depth ``z``."""
+    x, y = np.meshgrid(np.arange(-12, 14, step), np.arange(-6, 6, step))
+    return np.column_stack([x.ravel(), y.ravel(), np.full(x.size, z)])
+
+
+def with_occluders(tiny_map: TinyMap, occluders: np.ndarray) -> tuple[TinyMap, CheckContext]:
+    points = np.concatenate([tiny_map.points_xyz, occluders])
+    bigger = TinyMap(**{**tiny_map.__dict__, "points_xyz": points, "points_multiview": np.ones(len(points), bool)})
+    return bigger, CheckContext(bigger, np.arange(1), lambda i: np.arange(len(points)))
+
+
+def test_occlusion_refuses_inliers_hidden_at_the_pose_but_seen_from_their_frame(tiny_map):
     estimate, context = estimate_at(tiny_map, frame_pose(1.0))
     assert run(Occlusion, {}, estimate, context).statistic == 0.0
-    # a dense multi-view wall 5 m in front of the inliers' wall stands between the camera and them
-    x, y = np.meshgrid(np.arange(-12, 14, 0.1), np.arange(-6, 6, 0.1))
-    wall = np.column_stack([x.ravel(), y.ravel(), np.full(x.size, 5.0)])
-    points = np.concatenate([tiny_map.points_xyz, wall])
-    occluded_map = TinyMap(**{**tiny_map.__dict__, "points_xyz": points, "points_multiview": np.ones(len(points), bool)})
-    estimate, _ = estimate_at(occluded_map, frame_pose(1.0))
-    context = CheckContext(occluded_map, np.arange(1), lambda i: np.arange(len(points)))
+    # a camera 6 m behind the supporting frame looks at the inliers through a dense multi-view wall
+    # 3 m behind that frame, which the frame itself (in front of the wall) never looked through
+    occluded_map, context = with_occluders(tiny_map, wall_at(-3.0, 0.05))
+    estimate, _ = estimate_at(occluded_map, frame_pose(1.0, z=-6.0))
     outcome = run(Occlusion, {}, estimate, context)
     assert outcome.statistic > 0.9 and not outcome.passed
     assert run(Occlusion, {"max_occluded_inliers": 1.0}, estimate, context).passed  # off
+
+
+def test_occlusion_discounts_what_the_supporting_frame_sees_through(tiny_map):
+    # a wall between both the pose and the supporting frame and the inliers: the frame saw the inliers
+    # anyway, so the sparse points do not stand for an opaque surface there
+    occluded_map, context = with_occluders(tiny_map, wall_at(5.0, 0.1))
+    estimate, _ = estimate_at(occluded_map, frame_pose(1.2))
+    assert run(Occlusion, {}, estimate, context).statistic == 0.0
 
 
 def test_checks_disabled_conf_passes_a_poor_estimate(tiny_map):

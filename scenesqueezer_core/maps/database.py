@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import MapFileError
 from ..features import Features
 from ..retrieval import VladModel
-from ..types import Camera
+from ..types import Camera, Pose
 from .compressed_map import CompressedMap
 from .mapfile import read_map_file
 from .scene_map import SceneMap
@@ -48,8 +48,11 @@ class LocalizationDatabase(Protocol):
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""
 
+    def candidate_pose(self, index: int) -> Pose:
+        """cam_from_world of the frame a candidate's features live in (frame / representative)."""
+
     def candidate_camera(self, index: int) -> Camera:
-        """Intrinsics of the frame a candidate's features live in (frame / representative)."""
+        """Intrinsics of that frame."""
 
     def candidate_centers(self, index: int) -> np.ndarray:
         """(K, 3) camera centres of every map frame behind candidate ``index`` (a frame, or a cluster's frames)."""
@@ -78,6 +81,9 @@ class SceneMapDatabase:
         self.points_multiview = scene_map.multiview_points()
         self.candidate_ids = np.arange(scene_map.num_frames, dtype=np.int64)
         self.file_bytes = Path(scene_map.path).stat().st_size if scene_map.path else 0
+
+    def candidate_pose(self, index: int) -> Pose:
+        return self.scene_map.pose(index)
 
     def candidate_centers(self, index: int) -> np.ndarray:
         return self.scene_map.pose(index).center[None]

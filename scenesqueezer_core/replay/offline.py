@@ -56,7 +56,8 @@ def replay_offline(bag: str | os.PathLike, map_path: str | os.PathLike, output: 
         result = localizer.localize(m.image_msg_to_rgb(msg), frame.camera)
         records.append(QueryRecord(frame.name, frame.stamp_ns, frame.cam_from_world,
                                    result.cam_from_world if result.success else None, dict(result.timings),
-                                   result.failure_reason, int(result.num_inliers)))
+                                   result.failure_reason, int(result.num_inliers),
+                                   failure_code=result.failure_code))
     info = replay_info("offline", bag, map_path, scan, localizer.conf)
     metrics = write_report(records, output, map_path.stat().st_size, info, title="SceneSqueezer replay (offline)")
     return ReplayOutcome(Path(output), metrics, records, info)

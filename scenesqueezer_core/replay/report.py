@@ -18,6 +18,7 @@ import numpy as np
 from ..atomic import atomic_path, atomic_write_text
 from ..evaluate import THRESHOLDS, compute_metrics
 from ..geometry import pose_error
+from ..localization import FailureCode
 from ..types import Pose
 
 STAGES = ("extract", "retrieve", "match", "pnp")
@@ -41,6 +42,7 @@ class QueryRecord:
     failure_reason: str = ""
     num_inliers: int = 0
     end_to_end_s: float | None = None  # DDS only: image published -> result received
+    failure_code: FailureCode = FailureCode.NONE
 
     def errors(self) -> tuple[float, float]:
         return pose_error(self.estimate, self.truth) if self.estimate is not None else (np.inf, np.inf)
@@ -48,7 +50,8 @@ class QueryRecord:
     def to_json(self) -> dict[str, Any]:
         t_err, r_err = self.errors()
         out = {"name": self.name, "stamp_ns": self.stamp_ns, "success": self.estimate is not None,
-               "failure_reason": self.failure_reason, "num_inliers": self.num_inliers,
+               "failure_code": str(self.failure_code), "failure_reason": self.failure_reason,
+               "num_inliers": self.num_inliers,
                "translation_error_m": None if not np.isfinite(t_err) else float(t_err),
                "rotation_error_deg": None if not np.isfinite(r_err) else float(r_err),
                "timings": self.timings, "end_to_end_s": self.end_to_end_s,
@@ -105,9 +108,12 @@ def summary_markdown(metrics: dict[str, Any], records: list[QueryRecord], info: 
         values = [r.timings[stage] * 1e3 for r in records if stage in r.timings]
         if values:
             lines.append(f"| {stage} | {np.median(values):.1f} | {np.percentile(values, 90):.1f} |")
-    reasons = Counter(r.failure_reason or "no pose" for r in records if r.estimate is None)
-    if reasons:
-        lines += ["", "Failures:", ""] + [f"- {count} x {reason}" for reason, count in reasons.most_common(10)]
+    codes = Counter(str(r.failure_code) for r in records if r.estimate is None)
+    if codes:
+        lines += ["", "Failures by code (an example reason of each):", ""]
+        for code, count in codes.most_common():
+            example = next(r.failure_reason for r in records if r.estimate is None and str(r.failure_code) == code)
+            lines.append(f"- {count} x {code}: {example}")
     lines += ["", "## Plots", ""]
     lines += [f"- [{label}]({name})" for label, name in (
         ("Top view: ground truth vs estimates", PLOTS["trajectory"]), ("Error CDFs", PLOTS["error_cdf"]),
