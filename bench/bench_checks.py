@@ -4,15 +4,16 @@
     python bench/bench_checks.py [--dump outputs/bench/foreign_checks.json ...] [--real-summary
         outputs/bench/real/summary.json] [--png-dir docs/img] [--markdown outputs/bench/checks.md]
 
-Reads the per-localization dump of bench/bench_foreign.py (`--dump`; run it with `--checks on off`)
+Reads the per-localization dump of bench/bench_foreign.py (`--dump`; run with `--checks on off`)
 and, optionally, bench/bench_real.py's summary (its checks-off runs: every real set, uncompressed and
-compressed). The distributions come from the runs with every check off, where each query's pose
-is kept whatever the checks say: an own query's pose is correct within (0.25 m, 2°), wrong beyond
-(0.5 m or 5°); every pose of a foreign image is a false positive the checks must stop. Where the
-results carry `checks` (the localizer's CheckOutcome list) each check's own statistic is used, and
-its limit is the default one (per query, from the matching run with the checks on, when there is
-one); before that, the statistics LocalizationResult has (inliers, inlier ratio, median
-reprojection error, occluded share) stand in for their checks.
+compressed). Own queries come from the runs with every check off, where each query keeps its pose
+whatever the checks say: correct within (0.25 m, 2°), wrong beyond (0.5 m or 5°). Foreign images
+come from the checks-on run, whose results carry every check's statistic (the localizer evaluates
+all checks, then fails on the first that did not pass): every foreign image whose estimate reached
+the checks is a pose the checks must stop. Each check's limit is its default (per query, the limit
+in force in the checks-on run, e.g. the reprojection limit scaled by the focal-length ratio). For
+results without `checks` (older localizers), the statistics LocalizationResult has (inliers,
+inlier ratio, median reprojection error, occluded share) stand in, from checks-off runs only.
 
 Draws one PNG per check (`<png-dir>/check_<name>.png`: the statistic per group, real and synthetic in
 different colours, the default limit as a vertical line) and prints a table: per check, how many
@@ -43,11 +44,11 @@ GROUPS = [  # (label, role/outcome filter, image kind)
     ("correct own pose, synthetic", "correct", "synthetic"),
     ("wrong own pose, real", "wrong", "real"),
     ("wrong own pose, synthetic", "wrong", "synthetic"),
-    ("foreign image, real", "foreign_pose", "real"),
-    ("foreign image, synthetic", "foreign_pose", "synthetic"),
+    ("foreign image, real", "foreign", "real"),
+    ("foreign image, synthetic", "foreign", "synthetic"),
 ]
 COLOURS = {"real": "#1f77b4", "synthetic": "#ff7f0e"}
-MARKERS = {"correct": "o", "wrong": "x", "foreign_pose": "^"}
+MARKERS = {"correct": "o", "wrong": "x", "foreign": "^"}
 
 
 def check_definitions() -> dict[str, tuple[float, bool]]:
@@ -120,10 +121,14 @@ def main() -> int:
     records: list[dict] = []
     for path in args.dump:
         payload = json.loads(Path(path).read_text())
-        on = {(r["map"], r["image"]): r.get("checks") for r in payload["records"] if r["checks_setting"] == "on"}
-        for r in payload["records"]:
-            if r["checks_setting"] == "off":
-                records.append({**r, "on_checks": on.get((r["map"], r["image"])), "source": "bench_foreign"})
+        on = {(r["map"], r["image"]): r for r in payload["records"] if r["checks_setting"] == "on"}
+        off = {(r["map"], r["image"]): r for r in payload["records"] if r["checks_setting"] == "off"}
+        for key, r in off.items():  # own queries: only a checks-off run tells whether a refused pose was right
+            if r["role"] == "own" or r.get("checks") is None:
+                records.append({**r, "on_checks": (on.get(key) or {}).get("checks"), "source": "bench_foreign"})
+        for key, r in on.items():  # foreign images: the checks-on run measured every check (result.checks)
+            if r["role"] == "foreign" and r.get("checks") is not None:
+                records.append({**r, "outcome": "foreign", "on_checks": r["checks"], "source": "bench_foreign"})
     if args.real_summary and Path(args.real_summary).exists():
         records += real_summary_records(Path(args.real_summary))
     if not records:
@@ -140,7 +145,7 @@ def main() -> int:
 
     png_dir = Path(args.png_dir)
     png_dir.mkdir(parents=True, exist_ok=True)
-    rows = ["| check | limit | correct own poses refused (real / synthetic) | wrong own poses stopped | foreign poses "
+    rows = ["| check | limit | correct own poses refused (real / synthetic) | wrong own poses stopped | foreign estimates "
             "stopped (real / synthetic images) | correct: range | foreign: range |", "|" + "---|" * 7]
     stats_out: dict[str, dict] = {}
     rng = np.random.default_rng(0)
@@ -148,7 +153,9 @@ def main() -> int:
         default_limit, minimum = definitions.get(name, (float("nan"), False))
         values: dict[str, list[tuple[float, float]]] = defaultdict(list)  # group -> (statistic, limit)
         for r in records:
-            if r["outcome"] not in ("correct", "wrong", "foreign_pose"):
+            if r["outcome"] == "foreign_pose":  # a foreign image's pose of a checks-off run
+                r = {**r, "outcome": "foreign"}
+            if r["outcome"] not in ("correct", "wrong", "foreign"):
                 continue
             value, limit = statistic(r, name)
             if value is None:
@@ -166,14 +173,14 @@ def main() -> int:
 
 
         correct = values["correct|real"] + values["correct|synthetic"]
-        foreign = values["foreign_pose|real"] + values["foreign_pose|synthetic"]
+        foreign = values["foreign|real"] + values["foreign|synthetic"]
         wrong = values["wrong|real"] + values["wrong|synthetic"]
         rows.append(f"| {name} | {'≥' if minimum else '≤'} {default_limit:g} "
                     f"| {refused(values['correct|real'])} of {len(values['correct|real'])} / "
                     f"{refused(values['correct|synthetic'])} of {len(values['correct|synthetic'])} "
                     f"| {refused(wrong)} of {len(wrong)} "
-                    f"| {refused(values['foreign_pose|real'])} of {len(values['foreign_pose|real'])} / "
-                    f"{refused(values['foreign_pose|synthetic'])} of {len(values['foreign_pose|synthetic'])} "
+                    f"| {refused(values['foreign|real'])} of {len(values['foreign|real'])} / "
+                    f"{refused(values['foreign|synthetic'])} of {len(values['foreign|synthetic'])} "
                     f"| {span(correct)} | {span(foreign)} |")
         stats_out[name] = {"limit": default_limit, "is_minimum": minimum,
                            **{k: [v for v, _ in items] for k, items in values.items()}}
@@ -201,7 +208,8 @@ def main() -> int:
         ax.set_yticks(range(len(GROUPS)))
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_ylim(len(GROUPS) - 0.5, -0.5)
-        ax.set_xlabel(f"{name}: statistic (every check off, so every pose is kept)")
+        ax.set_xlabel(f"{name}: statistic (own queries with every check off; foreign images: every estimate "
+                      "that reached the checks)", fontsize=8)
         ax.set_title(f"Pose check '{name}': correct own poses vs wrong poses vs foreign images", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
@@ -214,7 +222,8 @@ def main() -> int:
     sources = sorted({r["source"] for r in records})
     maps = sorted({r["map"] for r in records})
     text = ("## Pose checks: statistic of correct poses, wrong poses and foreign images\n\n"
-            f"{len(records)} localizations with every check off ({', '.join(sources)}; {len(maps)} maps). "
+            f"{len(records)} localizations ({', '.join(sources)}; {len(maps)} maps): own queries with every check "
+            "off, foreign images with the checks on (every check measured). "
             + ("Statistics from each result's `checks`." if with_checks else
                "Statistics from LocalizationResult's fields (results carry no `checks` yet).")
             + " Refused / stopped: the statistic is beyond the default limit (the limit of the checks-on run "

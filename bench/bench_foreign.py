@@ -3,7 +3,7 @@
 
     python bench/bench_foreign.py [--maps street:0:24 street:0:200 street:7:120 castle fountain kitti 7scenes]
         [--compressed street:0:200 kitti] [--compressed-ratio 0.2] [--foreign-real castle fountain kitti 7scenes]
-        [--real-foreign-max 50] [--checks on off] [--set key=value ...] [--map-cache DIR ...]
+        [--real-foreign-max 20] [--checks on off] [--off-foreign] [--set key=value ...] [--map-cache DIR ...]
         [--out outputs/bench/foreign] [--markdown FILE] [--dump outputs/bench/foreign_checks.json]
 
 Each map (synthetic `preset:seed:frames`, or a real set of ../shared/data by short name: castle,
@@ -12,7 +12,7 @@ fountain, castle_p19, entry, kitti, 7scenes, or by folder name) is localized aga
   correct ones (0.25 m, 2 deg) and wrong ones (> 0.5 m or 5 deg off), and
 - foreign images, images of another place, where every published pose is a false positive:
   the real sets of `--foreign-real` that show another place (Strecha castle-P30 and fountain-P11: all
-  41 photographs; KITTI 06 and 7-Scenes: their `query` split, at most `--real-foreign-max` evenly
+  41 photographs; KITTI 06 and 7-Scenes: their `query` split, at most `--real-foreign-max` (20) evenly
   spaced frames each), and the day and night queries (3 + 3) of each of eight synthetic worlds of
   other seeds and presets. So KITTI queries run on the 7-Scenes map and the reverse, Strecha on
   KITTI and the reverse, synthetic images on every real map and real images on every synthetic map.
@@ -21,8 +21,8 @@ fountain, castle_p19, entry, kitti, 7scenes, or by folder name) is localized aga
   and castle-P19 shows the same castle as P30, so none is foreign to another.
 `--compressed SPEC ...` also runs those maps compressed (QP, `--compressed-ratio`; entries not in
 --maps are skipped). `--checks on off` runs the default localizer settings (overridden by `--set
-key=value`) and every pose check off (`checks_disabled_conf()`): the second shows what the checks
-stop. Prints one table per setting. `--dump FILE` writes every localization (map, image, own or
+key=value`) and every pose check off (`checks_disabled_conf()`, own queries only unless
+`--off-foreign`): the second shows which own poses the checks refuse, right or wrong. Prints one table per setting. `--dump FILE` writes every localization (map, image, own or
 foreign, real or synthetic, outcome, errors, and each check's statistic and limit where results
 carry `checks`) as JSON, which bench/bench_checks.py plots.
 """
@@ -128,12 +128,15 @@ def main() -> int:
     parser.add_argument("--compressed-ratio", type=float, default=0.2)
     parser.add_argument("--foreign-real", nargs="*", default=["castle", "fountain", "kitti", "7scenes"],
                         help="real sets whose images serve as foreign images of maps of other places")
-    parser.add_argument("--real-foreign-max", type=int, default=50,
+    parser.add_argument("--real-foreign-max", type=int, default=20,
                         help="at most this many (evenly spaced) query frames of kitti / 7scenes as foreign images")
     parser.add_argument("--no-synthetic-foreign", action="store_true", help="no synthetic worlds as foreign images")
     parser.add_argument("--checks", nargs="+", choices=("on", "off"), default=["on", "off"],
                         help="on: default settings (with --set); off: every pose check off")
     parser.add_argument("--set", nargs="*", default=[], help="localizer options key=value (the 'on' run)")
+    parser.add_argument("--off-foreign", action="store_true",
+                        help="the checks-off run localizes the foreign images too (by default only the own queries: "
+                             "the checks-on results already carry every check's statistic for foreign images)")
     parser.add_argument("--map-cache", nargs="*", default=[str(p) for p in DEFAULT_MAP_CACHE],
                         help="folders of prebuilt real-set maps (<set>_xfeat.ssmap or <set>.ssmap)")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench" / "foreign"))
@@ -224,17 +227,19 @@ def main() -> int:
                                  outcome="correct" if ok else "wrong" if bad else "between")
                 records.append(entry)
             fps = []
-            for name, kind, rgb, camera in foreign:
+            run_foreign = setting == "on" or args.off_foreign
+            for name, kind, rgb, camera in foreign if run_foreign else []:
                 result = localizer.localize(rgb, camera)
                 records.append(record(result, **common, image=name, image_kind=kind, role="foreign", error_m=None,
                                       error_deg=None, outcome="foreign_pose" if result.success else "failed"))
                 if result.success:
                     fps.append(f"{name} ({result.num_inliers} inliers, {result.median_reprojection_error_px:.1f} px)")
-            seconds = (time.perf_counter() - t0) / max(len(own_frames) + len(foreign), 1)
+            seconds = (time.perf_counter() - t0) / max(len(own_frames) + len(foreign) * run_foreign, 1)
             n_real = sum(1 for item in foreign if item[1] == "real")
             false_positives[setting] += [f"{label}: {fp}" for fp in fps]
             rows[setting].append(f"| {label} | {len(own_frames)} | {published} | {correct} | {wrong} | {len(foreign)} "
-                                 f"({n_real} + {len(foreign) - n_real}) | {len(fps)} | {seconds:.2f} |")
+                                 f"({n_real} + {len(foreign) - n_real}) | {len(fps) if run_foreign else 'not run'} "
+                                 f"| {seconds:.2f} |")
             print(f"checks {setting}: {rows[setting][-1]}", flush=True)
     if args.dump:
         dump = Path(args.dump)
