@@ -220,7 +220,7 @@ def estimate_at(tiny_map: TinyMap, pose: Pose, num_inliers: int = 100, residual_
         registered.append(CandidatePose(2, frame_pose(50.0), pairs[:conflicting]))
     estimate = PoseEstimate(CAMERA, np.zeros((len(ids), 2)), registered, [0], correspondences=pairs, pose=pose,
                             inlier_mask=np.arange(len(ids)) < num_inliers, residuals_px=np.full(num_inliers, residual_px))
-    context = CheckContext(tiny_map, np.arange(4), lambda i: tiny_map.point_ids[i])
+    context = CheckContext(tiny_map, np.arange(4), tiny_map.candidate_features)
     return estimate, context
 
 
@@ -274,6 +274,19 @@ def test_reprojection_error(tiny_map):
     assert run(ReprojectionError, {"max_median_reprojection_error_px": 8.0}, estimate, context).passed
 
 
+def test_reprojection_limit_grows_with_the_maps_own_residual(tiny_map):
+    # frames whose keypoints lie ~2.4 px (median) from their points' projections: a noisy map
+    rng = np.random.default_rng(3)
+    noisy = [Features(f.keypoints + rng.normal(scale=2.0, size=f.keypoints.shape).astype(np.float32), f.scores,
+                      f.descriptors, f.image_size) for f in tiny_map.features]
+    noisy_map = TinyMap(**{**tiny_map.__dict__, "features": noisy})
+    estimate, _ = estimate_at(noisy_map, frame_pose(1.0), residual_px=6.0)
+    context = CheckContext(noisy_map, np.arange(4), noisy_map.candidate_features)
+    outcome = run(ReprojectionError, {}, estimate, context)
+    assert 6.0 < outcome.limit < 8.5 and outcome.passed  # 3 x the map's median residual
+    assert run(ReprojectionError, {"max_median_reprojection_error_px": 0.0}, estimate, context).passed  # off
+
+
 def wall_at(z: float, step: float) -> np.ndarray:
     """(N, 3) a dense grid of points on the plane at depth ``z``."""
     x, y = np.meshgrid(np.arange(-12, 14, step), np.arange(-6, 6, step))
@@ -283,7 +296,9 @@ def wall_at(z: float, step: float) -> np.ndarray:
 def with_occluders(tiny_map: TinyMap, occluders: np.ndarray) -> tuple[TinyMap, CheckContext]:
     points = np.concatenate([tiny_map.points_xyz, occluders])
     bigger = TinyMap(**{**tiny_map.__dict__, "points_xyz": points, "points_multiview": np.ones(len(points), bool)})
-    return bigger, CheckContext(bigger, np.arange(1), lambda i: np.arange(len(points)))
+    every_point = Features(np.zeros((len(points), 2), np.float32), np.ones(len(points), np.float32),
+                           np.zeros((len(points), 32), np.float32), (640, 480))
+    return bigger, CheckContext(bigger, np.arange(1), lambda i: (every_point, np.arange(len(points))))
 
 
 def test_occlusion_refuses_inliers_hidden_at_the_pose_but_seen_from_their_frame(tiny_map):

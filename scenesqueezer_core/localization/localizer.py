@@ -89,7 +89,7 @@ class Localizer:
         result.num_correspondences = len(estimate.correspondences)
         result.num_inliers = estimate.num_inliers
 
-        context = CheckContext(self.database, retrieved.indices, lambda i: self.matching.candidate(i)[1])
+        context = CheckContext(self.database, retrieved.indices, self.matching.candidate)
         failed = None
         for check in self.checks:
             if check.needs_pose and estimate.pose is None:
