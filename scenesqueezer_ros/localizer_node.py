@@ -214,6 +214,12 @@ class LocalizerNode(LifecycleNode):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="scenesqueezer-localizer", daemon=True)
         self._worker.start()
+        # The latched cloud goes out once the node is active (clients take it as "ready": the
+        # camera subscriptions above exist by then).
+        with self._localizer_lock:
+            localizer = self._localizer
+        if localizer is not None:
+            self._publish_cloud(localizer)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -290,12 +296,16 @@ class LocalizerNode(LifecycleNode):
             self._localizer = localizer
             self._map_error = ""
             self._reload_error = ""
-        if self.params.publish_point_cloud:
-            self._cloud_pub.publish(points_to_cloud(localizer.map_points, localizer.map_colors,
-                                                    self.params.map_frame, self.get_clock().now().to_msg()))
+        if self._worker is not None:  # active; on_activate publishes it otherwise
+            self._publish_cloud(localizer)
         message = f"loaded map {path} ({len(localizer.map_points)} points)"
         self.get_logger().info(message)
         return True, message
+
+    def _publish_cloud(self, localizer) -> None:
+        if self.params.publish_point_cloud:
+            self._cloud_pub.publish(points_to_cloud(localizer.map_points, localizer.map_colors,
+                                                    self.params.map_frame, self.get_clock().now().to_msg()))
 
     def _load_localizer(self, path: str):
         """Load the map from a private snapshot of ``path``.
