@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from common import emit  # noqa: E402
+from common import emit, number_or_na  # noqa: E402
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
 from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
 from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
@@ -68,10 +68,7 @@ def main() -> int:
         localize_dataset(path, root, results, split=split, progress=False)
         m = evaluate_results(results, root)
         r = m["recall"]
-
-        def f(v):
-            return "n/a" if v is None else f"{v:.3f}"
-
+        f = number_or_na
         recall_rows.append(
             f"| {name} | {split} | {label} | {ratio} | {m['map_bytes'] / 1e6:.3f} | {100 * m['map_bytes'] / source_bytes:.2f} "
             f"| {points} | {100 * r['0.25m_2deg']:.1f} | {100 * r['0.5m_5deg']:.1f} | {100 * r['5m_10deg']:.1f} "

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from common import emit  # noqa: E402
+from common import emit, number_or_na  # noqa: E402
 from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
 from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
@@ -70,10 +70,7 @@ def main() -> int:
                 localize_dataset(map_path, root, results, split=split, device=args.device, progress=False)
                 m = evaluate_results(results, root)
                 r = m["recall"]
-
-                def fmt(v):
-                    return "n/a" if v is None else f"{v:.3f}"
-
+                fmt = number_or_na
                 rows.append(
                     f"| {name} | {split} | {features} | {m['num_localized']}/{m['num_queries']} "
                     f"| {100 * r['0.25m_2deg']:.1f} | {100 * r['0.5m_5deg']:.1f} | {100 * r['5m_10deg']:.1f} "

@@ -21,3 +21,8 @@ def emit(text: str, markdown: str | None) -> int:
     if markdown:
         atomic_write_text(markdown, text)
     return 0
+
+
+def number_or_na(value: float | None) -> str:
+    """A metric for a table cell: three decimals, or "n/a" where nothing was localized."""
+    return "n/a" if value is None else f"{value:.3f}"

@@ -92,26 +92,27 @@ def header(ns: int, frame_id: str):
     return Header(stamp=ns_to_stamp(ns), frame_id=frame_id)
 
 
+def _quaternion_msg(R: np.ndarray):
+    """(3, 3) rotation -> geometry_msgs/Quaternion."""
+    x, y, z, w = Rotation.from_matrix(R).as_quat()
+    return typestore().types["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w))
+
+
+def _xyz(msg_type: str, t: np.ndarray):
+    """(3,) vector -> a geometry_msgs Point or Vector3."""
+    return typestore().types[msg_type](x=float(t[0]), y=float(t[1]), z=float(t[2]))
+
+
 def pose_to_msg(parent_from_child: Pose):
     """Core Pose (parent_from_child) -> geometry_msgs/Pose."""
-    types = typestore().types
-    x, y, z, w = Rotation.from_matrix(parent_from_child.R).as_quat()
-    t = parent_from_child.t
-    return types["geometry_msgs/msg/Pose"](
-        position=types["geometry_msgs/msg/Point"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
-        orientation=types["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w)),
-    )
+    return typestore().types["geometry_msgs/msg/Pose"](
+        position=_xyz("geometry_msgs/msg/Point", parent_from_child.t), orientation=_quaternion_msg(parent_from_child.R))
 
 
 def transform_msg(parent_from_child: Pose):
     """Core Pose -> geometry_msgs/Transform."""
-    types = typestore().types
-    x, y, z, w = Rotation.from_matrix(parent_from_child.R).as_quat()
-    t = parent_from_child.t
-    return types["geometry_msgs/msg/Transform"](
-        translation=types["geometry_msgs/msg/Vector3"](x=float(t[0]), y=float(t[1]), z=float(t[2])),
-        rotation=types["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w)),
-    )
+    return typestore().types["geometry_msgs/msg/Transform"](
+        translation=_xyz("geometry_msgs/msg/Vector3", parent_from_child.t), rotation=_quaternion_msg(parent_from_child.R))
 
 
 def msg_to_pose(position, orientation) -> Pose:
