@@ -22,10 +22,12 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from common import emit, number_or_na  # noqa: E402
+
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
-from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
-from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
+from scenesqueezer_core.evaluate import evaluate_results, localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.maps.scene_map import SceneMap  # noqa: E402
+from scenesqueezer_core.synthetic import generate_scene  # noqa: E402
 
 SHARED = Path(os.environ.get("SCENESQUEEZER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -35,8 +37,6 @@ def dataset_list(names, out: Path, frames: int, seed: int):
         if name == "synthetic":
             scene = out / f"street_seed{seed}_{frames}f"
             if not (scene / "splits.json").exists():
-                from scenesqueezer_core.synthetic import generate_scene
-
                 generate_scene(scene, preset="street", seed=seed, num_frames=frames)
             yield f"synthetic-street-s{seed}", scene, ["query_day", "query_night"]
         else:
@@ -81,7 +81,6 @@ def main() -> int:
         map_path = out / f"{name}_{args.features}.ssmap"
         if not map_path.exists():
             build_map(root, map_path, features=args.features)
-        from scenesqueezer_core.maps.scene_map import SceneMap
 
         source = SceneMap.load(map_path)
         source_bytes = map_path.stat().st_size

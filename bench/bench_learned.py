@@ -26,10 +26,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from common import emit  # noqa: E402
+
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
-from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
-from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
+from scenesqueezer_core.evaluate import evaluate_results, localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.synthetic import generate_scene  # noqa: E402
 
 METHODS = ["learned", "qp", "kcp", "kc", "random"]
 SPLITS = ("query_day", "query_night")
@@ -40,8 +41,6 @@ def scene_and_map(out: Path, preset: str, seed: int, frames: int) -> tuple[Path,
     name = f"{preset}_seed{seed}_{frames}f"
     scene = out / name
     if not (scene / "splits.json").exists():
-        from scenesqueezer_core.synthetic import generate_scene
-
         generate_scene(scene, preset=preset, seed=seed, num_frames=frames)
     map_path = out / f"{name}.ssmap"
     if not map_path.exists():

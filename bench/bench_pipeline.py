@@ -21,9 +21,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from common import emit, number_or_na  # noqa: E402
-from scenesqueezer_core.evaluate import evaluate_results  # noqa: E402
-from scenesqueezer_core.evaluate import localize_dataset  # noqa: E402
+
+from scenesqueezer_core.evaluate import evaluate_results, localize_dataset  # noqa: E402
 from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.synthetic import generate_scene  # noqa: E402
 
 SHARED = Path(os.environ.get("SCENESQUEEZER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -34,8 +35,6 @@ def datasets(names: list[str], out: Path, frames: int) -> list[tuple[str, Path, 
         if name == "synthetic":
             scene = out / f"street_seed0_{frames}f"
             if not (scene / "splits.json").exists():
-                from scenesqueezer_core.synthetic import generate_scene
-
                 generate_scene(scene, preset="street", seed=0, num_frames=frames)
             found.append(("synthetic-street", scene, ["query_day", "query_night"]))
         else:

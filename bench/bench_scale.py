@@ -24,6 +24,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from scenesqueezer_core.atomic import atomic_write_text  # noqa: E402
+from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
+from scenesqueezer_core.dataset import load_dataset  # noqa: E402
+from scenesqueezer_core.mapping import build_map  # noqa: E402
+from scenesqueezer_core.maps.scene_map import SceneMap  # noqa: E402
+from scenesqueezer_core.synthetic import generate_scene  # noqa: E402
 
 
 def main() -> int:
@@ -44,24 +49,17 @@ def main() -> int:
 
     t0 = time.perf_counter()
     if not (scene / "splits.json").exists():
-        from scenesqueezer_core.synthetic import generate_scene
-
         generate_scene(scene, preset="street", seed=11, num_frames=args.frames)
         rows.append(f"| generate scene | {time.perf_counter() - t0:.0f} s |")
     t0 = time.perf_counter()
     if not map_path.exists():
-        from scenesqueezer_core.mapping import build_map
-
         build_map(scene, map_path, features="xfeat")
         rows.append(f"| build map | {time.perf_counter() - t0:.0f} s |")
-    from scenesqueezer_core.dataset import load_dataset
-    from scenesqueezer_core.maps.scene_map import SceneMap
 
     scene_map = SceneMap.load(map_path)
     ds = load_dataset(scene, check_images=False)
     rows.insert(0, f"| scene | {scene_map.num_frames} mapping frames, {scene_map.num_points} points, "
                    f"{len(ds.splits['query'])} queries, map {map_path.stat().st_size / 1e6:.0f} MB |")
-    from scenesqueezer_core.compression.compress import compress_map
 
     report = compress_map(map_path, sqz, {"ratio": args.ratio})
     t = report["timings"]
