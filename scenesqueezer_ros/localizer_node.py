@@ -56,6 +56,7 @@ from .conversions import (
 )
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .parameters import PARAMETER_SPECS, LocalizerParameters, declare_parameters, read_parameters
+from .tf_support import TransformBroadcaster, TransformLookup
 
 NODE_NAME = "scenesqueezer_localizer"
 # diagnostics message until the first CameraInfo (scenesqueezer replay waits for it to change)
@@ -185,8 +186,6 @@ class LocalizerNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/map_points", LATCHED_QOS)
         if self.params.publish_tf:
-            from .tf_support import TransformBroadcaster, TransformLookup
-
             self._tf_broadcaster = TransformBroadcaster(self)
             if self.params.tf_mode == "map_to_odom":
                 self._tf_lookup = TransformLookup(self)

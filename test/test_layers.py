@@ -61,9 +61,6 @@ FUNCTION_LEVEL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
         "conversions loads the ROS message packages; the replay module also serves runs without them",
     ("scenesqueezer_ros.replay", "scenesqueezer_ros.localizer_node"): "loads rclpy; likewise",
     ("scenesqueezer_ros.replay", "scenesqueezer_ros.testing"): "not hoisted yet (file of the DDS-commands work)",
-    ("scenesqueezer_ros.localizer_node", "scenesqueezer_core.localization"):
-        "not hoisted yet (file of the lifecycle-node work); parameters.py imports localization at load anyway",
-    ("scenesqueezer_ros.localizer_node", "scenesqueezer_ros.tf_support"): "not hoisted yet (lifecycle-node work)",
 }
 
 
