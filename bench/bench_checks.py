@@ -185,7 +185,7 @@ def main() -> int:
         stats_out[name] = {"limit": default_limit, "is_minimum": minimum,
                            **{k: [v for v, _ in items] for k, items in values.items()}}
 
-        fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+        fig, ax = plt.subplots(figsize=(9.5, 4.4), dpi=110)
         labels = []
         for row, (label, outcome, kind) in enumerate(GROUPS):
             items = values.get(f"{outcome}|{kind}", [])
@@ -208,9 +208,9 @@ def main() -> int:
         ax.set_yticks(range(len(GROUPS)))
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_ylim(len(GROUPS) - 0.5, -0.5)
-        ax.set_xlabel(f"{name}: statistic (own queries with every check off; foreign images: every estimate "
-                      "that reached the checks)", fontsize=8)
-        ax.set_title(f"Pose check '{name}': correct own poses vs wrong poses vs foreign images", fontsize=10)
+        ax.set_xlabel(f"{name} statistic (own queries: every check off; foreign images: checks on, all measured)",
+                      fontsize=8)
+        ax.set_title(f"Pose check {name}: correct vs wrong own poses vs foreign images", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
         fig.savefig(png_dir / f"check_{name}.png")

@@ -251,7 +251,8 @@ def main() -> int:
     sections = []
     for setting in args.checks:
         sections.append(f"### Pose safety, {titles[setting]}\n\n" + "\n".join(rows[setting])
-                        + "\n\nFalse positives: " + ("; ".join(false_positives[setting]) or "none"))
+                        + "\n\nFalse positives: " + ("; ".join(false_positives[setting]) or "none"
+                                                      if setting == "on" or args.off_foreign else "not run"))
     text = ("## Pose safety: own queries and foreign images\n\n" + "\n\n".join(sections)
             + f"\n\nTotal {time.perf_counter() - t_all:.0f} s.\n")
     return emit(text, args.markdown)
