@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import REPO, SHARED, emit
+from common import REPO, SHARED, emit, number_or_na
 
 from scenesqueezer_core.compression.compress import compress_map  # noqa: E402
 from scenesqueezer_core.evaluate import THRESHOLDS, evaluate_results, load_results  # noqa: E402
@@ -40,6 +40,7 @@ from scenesqueezer_core.mapping import build_map  # noqa: E402
 from scenesqueezer_core.maps.mapfile import read_map_file  # noqa: E402
 
 
+MEDIANS = ("median_translation_m", "median_rotation_deg", "median_seconds_per_query")  # table columns, in order
 # failure_reason texts of the localizer -> short names (used only when results carry no failure_code)
 _REASON_KINDS = [
     (r"keypoints in the image", "few_keypoints"),
@@ -120,10 +121,6 @@ def compressed_map(source: Path, name: str, features: str, method: str, ratio: f
     return path
 
 
-def fmt_m(v) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", default=None, help="set folders (default: every real set found)")
@@ -180,8 +177,7 @@ def main() -> int:
                 row = (f"| {name} | {map_label} | {size / 1e6:.2f} MB ({100 * size / source_bytes:.2f} %) "
                        f"| {metrics['num_localized']} / {n} | "
                        + " | ".join(f"{round(recall[k] * n)} ({100 * recall[k]:.0f} %)" for k in THRESHOLDS)
-                       + f" | {fmt_m(metrics['median_translation_m'])} | {fmt_m(metrics['median_rotation_deg'])} "
-                       f"| {fmt_m(metrics['median_seconds_per_query'])} | {failure_text} |")
+                       + "".join(f" | {number_or_na(metrics[k])}" for k in MEDIANS) + f" | {failure_text} |")
                 rows[checks].append(row)
                 print(f"  checks {checks:3s} {row}  ({wall:.0f} s)", flush=True)
                 summary.append({"set": name, "map": map_label, "map_path": str(map_path), "checks": checks,
