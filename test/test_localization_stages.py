@@ -39,6 +39,7 @@ from scenesqueezer_core.localization.conf import stage_conf
 from scenesqueezer_core.localization.matching import CandidateMatching
 from scenesqueezer_core.localization.pose import CandidatePose, PoseEstimate, PoseEstimation
 from scenesqueezer_core.localization.retrieval import make_retrieval
+from scenesqueezer_core.maps.database import frames_residual_px
 from scenesqueezer_core.retrieval import fit_vlad
 from scenesqueezer_core.types import Camera, Pose
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,10 @@ class TinyMap:
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         return self.features[index], self.point_ids[index]
+
+    @property
+    def own_residual_px(self) -> float:
+        return frames_residual_px(self)
 
     def candidate_pose(self, index: int) -> Pose:
         return self.poses[index]

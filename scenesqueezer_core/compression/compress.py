@@ -25,6 +25,7 @@ from ..geometry import viewing_direction
 from ..learned.data import cluster_inputs
 from ..learned.inference import learned_weights_for, load_learned_model, score_cluster
 from ..maps.compressed_map import CompressedMap
+from ..maps.database import SceneMapDatabase
 from ..maps.global_model import load_global_model
 from ..maps.quantizer import load_descriptor_quantizer
 from ..maps.scene_map import SceneMap
@@ -255,6 +256,7 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
             "source_map": str(map_path),
             "source_map_bytes": Path(map_path).stat().st_size,
             "source_points": scene_map.num_points,
+            "source_residual_px": SceneMapDatabase(scene_map).own_residual_px,
             "conf": {k: v for k, v in conf.items()},
             "clusters": [{"frames": [int(f) for f in clusters[ci].frame_ids], "representative": int(clusters[ci].representative),
                           "points_observed": len(tasks[i].point_ids), "points_kept": len(task_by_cluster[ci].kept)}

@@ -177,10 +177,10 @@ class ReprojectionError(PoseCheck):
       focal lengths;
     - a map whose own frames fit their triangulated points loosely (blur, rolling shutter, a
       rough calibration or ground truth) gets ``MAP_NOISE_FACTOR`` times its own median residual
-      when that is more than the option. True poses stayed within 1.4-2.2 times that median on
-      the real sets (KITTI 06, 7-Scenes, Strecha) and 3.9 times on synthetic night queries; poses
-      of foreign images sat at 2.4-5.8 times it. A compressed map's candidates are projections
-      (no residual of their own), so there the option alone applies.
+      when that is more than the option (``LocalizationDatabase.own_residual_px``; a compressed
+      map carries its source map's, measured at compression). True poses stayed within 1.4-2.2
+      times that median on the real sets (KITTI 06, 7-Scenes, Strecha) and 3.9 times on synthetic
+      night queries; poses of foreign images sat at 2.4-5.8 times it.
     """
 
     name, code, off_value = "reprojection_error", FailureCode.LOOSE_FIT, 0.0
@@ -190,42 +190,19 @@ class ReprojectionError(PoseCheck):
                     "inliers loosely (0 turns it off; scale it with ransac_threshold_px).", "checks",
                     value_range=(0.0, 100.0))
     MAP_NOISE_FACTOR = 3.0
-    MAP_NOISE_SAMPLES = 30  # candidates sampled to measure the map's own residual
-
-    def __init__(self, conf: dict[str, Any]) -> None:
-        super().__init__(conf)
-        self.map_residual_px: float | None = None  # measured on first use (the map is known then)
 
     def statistic(self, estimate: PoseEstimate, context: CheckContext) -> float:
         return float(np.median(estimate.residuals_px)) if len(estimate.residuals_px) else float("nan")
 
     def limit(self, estimate: PoseEstimate, context: CheckContext) -> float:
-        if self.map_residual_px is None:
-            self.map_residual_px = map_residual_px(context, self.MAP_NOISE_SAMPLES)
         cameras = [context.database.candidate_camera(estimate.registered[i].index) for i in estimate.agreeing]
         map_focal = np.median([c.focal for c in cameras])
-        in_map_pixels = max(self.conf_limit, self.MAP_NOISE_FACTOR * self.map_residual_px)
+        in_map_pixels = max(self.conf_limit, self.MAP_NOISE_FACTOR * context.database.own_residual_px)
         return in_map_pixels * max(1.0, estimate.camera.focal / max(float(map_focal), 1e-9))
 
     def reason(self, statistic: float, limit: float) -> str:
         return (f"median reprojection error {statistic:.1f} px of the inliers is above {limit:.1f} px "
                 "(a loose fit: perceptual aliasing)")
-
-
-def map_residual_px(context: CheckContext, samples: int) -> float:
-    """Median over up to ``samples`` candidates of how far their features lie from their map points'
-    projections in the candidate's own frame (0 for a compressed map: its features are projections)."""
-    database = context.database
-    count = len(database.candidate_ids)
-    medians = []
-    for index in np.unique(np.linspace(0, count - 1, min(samples, count)).astype(int)):
-        features, point_ids = context.candidate(int(index))
-        in_camera = database.candidate_pose(int(index)).transform(database.points_xyz[point_ids])
-        front = in_camera[:, 2] > 1e-6
-        if front.any():
-            residuals = database.candidate_camera(int(index)).project(in_camera[front]) - features.keypoints[front]
-            medians.append(float(np.median(np.linalg.norm(residuals, axis=1))))
-    return float(np.median(medians)) if medians else 0.0
 
 
 # A map point hides an inlier when it projects within this fraction of the image size (8 px at

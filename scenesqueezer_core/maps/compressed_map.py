@@ -81,6 +81,12 @@ class CompressedMap:
     def file_bytes(self) -> int:
         return self.path.stat().st_size if self.path else 0
 
+    @property
+    def own_residual_px(self) -> float:
+        """The source SceneMap's own reprojection noise, measured at compression (0 in older files:
+        the kept points' projections into the representative frames have no residual to measure)."""
+        return float(self.info.get("source_residual_px", 0.0))
+
     def cluster_points(self, cluster: int) -> np.ndarray:
         return np.asarray(self.cluster_point_ids[self.cluster_point_offsets[cluster]:self.cluster_point_offsets[cluster + 1]],
                           dtype=np.int64)

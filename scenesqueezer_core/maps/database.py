@@ -8,6 +8,7 @@ projected into the cluster's representative frame; CompressedMap implements the 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,11 @@ class LocalizationDatabase(Protocol):
     @property
     def file_bytes(self) -> int:
         """Bytes of the map file (0 for a map only in memory)."""
+
+    @property
+    def own_residual_px(self) -> float:
+        """Median distance of the map frames' keypoints to their triangulated points' projections:
+        how loosely the map fits its own images (0 when unknown). Scales the residual pose check."""
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""
@@ -82,6 +88,10 @@ class SceneMapDatabase:
         self.candidate_ids = np.arange(scene_map.num_frames, dtype=np.int64)
         self.file_bytes = Path(scene_map.path).stat().st_size if scene_map.path else 0
 
+    @functools.cached_property
+    def own_residual_px(self) -> float:
+        return frames_residual_px(self)
+
     def candidate_pose(self, index: int) -> Pose:
         return self.scene_map.pose(index)
 
@@ -96,3 +106,19 @@ class SceneMapDatabase:
         ids = np.asarray(self.scene_map.keypoint_point_ids[self.scene_map.frame_slice(index)])
         keep = ids >= 0
         return feats.subset(keep), ids[keep]
+
+
+def frames_residual_px(database: SceneMapDatabase, samples: int = 30) -> float:
+    """Median over up to ``samples`` evenly spread frames of their keypoints' median distance to the
+    projections of their triangulated points: the map's own reprojection noise (blur, rolling
+    shutter, calibration and pose errors all show in it)."""
+    count = len(database.candidate_ids)
+    medians = []
+    for index in np.unique(np.linspace(0, count - 1, min(samples, count)).astype(int)):
+        features, point_ids = database.candidate_features(int(index))
+        in_camera = database.candidate_pose(int(index)).transform(database.points_xyz[point_ids])
+        front = in_camera[:, 2] > 1e-6
+        if front.any():
+            residuals = database.candidate_camera(int(index)).project(in_camera[front]) - features.keypoints[front]
+            medians.append(float(np.median(np.linalg.norm(residuals, axis=1))))
+    return float(np.median(medians)) if medians else 0.0
