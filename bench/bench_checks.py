@@ -6,7 +6,7 @@
 
 Reads the per-localization dump of bench/bench_foreign.py (`--dump`; run with `--checks on off`)
 and, optionally, bench/bench_real.py's summary (its checks-off runs: every real set, uncompressed and
-compressed). Own queries come from the runs with every check off, where each query keeps its pose
+compressed; it then replaces bench_foreign's own queries of real maps). Own queries come from the runs with every check off, where each query keeps its pose
 whatever the checks say: correct within (0.25 m, 2°), wrong beyond (0.5 m or 5°). Foreign images
 come from the checks-on run, whose results carry every check's statistic (the localizer evaluates
 all checks, then fails on the first that did not pass): every foreign image whose estimate reached
@@ -130,6 +130,9 @@ def main() -> int:
             if r["role"] == "foreign" and r.get("checks") is not None:
                 records.append({**r, "outcome": "foreign", "on_checks": r["checks"], "source": "bench_foreign"})
     if args.real_summary and Path(args.real_summary).exists():
+        # bench_real covers every real set's own queries (uncompressed and compressed): bench_foreign's own
+        # queries of real maps would count the same localizations twice
+        records = [r for r in records if not (r["role"] == "own" and r["map_kind"] == "real")]
         records += real_summary_records(Path(args.real_summary))
     if not records:
         parser.error("no checks-off localizations found: run bench_foreign.py --checks on off (or bench_real.py)")
