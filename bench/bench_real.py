@@ -2,7 +2,7 @@
 """Real-data benchmark: every real set of ../shared/data, uncompressed and compressed, checks on and off.
 
     python bench/bench_real.py [--sets strecha_fountain_p11 kitti06_51 ...] [--features xfeat]
-        [--ratios 0.05 0.1 0.2] [--method qp] [--no-checks-off] [--map-cache DIR]
+        [--ratios 0.05 0.1 0.2] [--method qp] [--no-checks-off] [--recompress] [--map-cache DIR]
         [--out outputs/bench/real] [--markdown outputs/bench/real.md]
 
 For each real set (a folder of ../shared/data, or $SCENESQUEEZER_SHARED_DATA, with splits.json
@@ -16,7 +16,8 @@ the failure reasons (`failure_code` when results carry one, else the kind of `fa
 
 Built maps are cached under --out (`<set>_<features>.ssmap`, `<set>_<features>_<method>_<ratio>.sqz`)
 and reused when present; `--map-cache DIR` also reuses `DIR/<set>_<features>.ssmap` or
-`DIR/<set>.ssmap` (checked to be a map of --features). Every run's RESULTS.json goes to
+`DIR/<set>.ssmap` (checked to be a map of --features). A cached compressed map older than its source
+map is rebuilt; `--recompress` rebuilds them all (needed after a change to compression itself). Every run's RESULTS.json goes to
 `--out/results/` (bench_checks.py reads them).
 """
 
@@ -112,9 +113,11 @@ def scene_map(name: str, features: str, out: Path, map_cache: Path | None) -> Pa
     return path
 
 
-def compressed_map(source: Path, name: str, features: str, method: str, ratio: float, out: Path) -> Path:
+def compressed_map(source: Path, name: str, features: str, method: str, ratio: float, out: Path,
+                   recompress: bool = False) -> Path:
+    """A cached compressed map, rebuilt when missing, older than its source map, or with --recompress."""
     path = out / f"{name}_{features}_{method}_{ratio:g}.sqz"
-    if not path.exists():
+    if recompress or not path.exists() or path.stat().st_mtime < source.stat().st_mtime:
         t0 = time.perf_counter()
         compress_map(source, path, {"ratio": ratio, "method": method}, executor="serial")
         print(f"  compressed {path.name} in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -129,6 +132,8 @@ def main() -> int:
                         help="compression ratios (QP keep budget per cluster); none: uncompressed only")
     parser.add_argument("--method", default="qp", help="compression method")
     parser.add_argument("--no-checks-off", action="store_true", help="skip the run with every check off")
+    parser.add_argument("--recompress", action="store_true",
+                        help="rebuild the cached compressed maps (after a change to compression or the .sqz contents)")
     parser.add_argument("--map-cache", default=None, help="folder of prebuilt <set>.ssmap maps to reuse")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench" / "real"))
@@ -158,7 +163,7 @@ def main() -> int:
         maps = [("uncompressed", source)]
         for ratio in args.ratios:
             maps.append((f"{args.method} {ratio:g}",
-                         compressed_map(source, name, args.features, args.method, ratio, out)))
+                         compressed_map(source, name, args.features, args.method, ratio, out, args.recompress)))
         for map_label, map_path in maps:
             size = map_path.stat().st_size
             for checks, conf in settings:
