@@ -126,6 +126,7 @@ def main() -> int:
     parser.add_argument("--compressed", nargs="*", default=["street:0:200", "kitti"],
                         help="--maps entries to also run compressed (none: \"\")")
     parser.add_argument("--compressed-ratio", type=float, default=0.2)
+    parser.add_argument("--recompress", action="store_true", help="rebuild cached compressed maps")
     parser.add_argument("--foreign-real", nargs="*", default=["castle", "fountain", "kitti", "7scenes"],
                         help="real sets whose images serve as foreign images of maps of other places")
     parser.add_argument("--real-foreign-max", type=int, default=20,
@@ -198,7 +199,7 @@ def main() -> int:
             continue
         label, root, map_path, own = job
         sqz = out / f"{map_path.stem}_qp_{args.compressed_ratio}.sqz"
-        if not sqz.exists():
+        if args.recompress or not sqz.exists() or sqz.stat().st_mtime < map_path.stat().st_mtime:
             compress_map(map_path, sqz, {"ratio": args.compressed_ratio, "method": "qp"}, executor="serial")
         jobs.append((f"{label} compressed (QP {args.compressed_ratio})", root, sqz, own))
     t_all = time.perf_counter()
