@@ -63,11 +63,18 @@ def stop_node(process: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 def spin_until(node, condition: Callable[[], bool], timeout: float) -> bool:
+    """Spin ``node`` (in its own context) until ``condition()`` holds; False after ``timeout`` seconds."""
     import rclpy
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        rclpy.spin_once(node, timeout_sec=0.05)
-    return condition()
+    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            executor.spin_once(timeout_sec=0.05)
+        return True
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()  # before the context goes: a collected executor would touch it

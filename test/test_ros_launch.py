@@ -12,12 +12,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from scenesqueezer_ros.testing import REPO_ROOT, create_probe_node, destroy_probe_node, isolate_ros_environment
+from scenesqueezer_ros.testing import (
+    REPO_ROOT,
+    create_probe_node,
+    destroy_probe_node,
+    isolate_ros_environment,
+    spin_until,
+)
 
 SHARED_LAUNCH_TOOLS = REPO_ROOT.parent / "shared" / "ros2-launch"
 if SHARED_LAUNCH_TOOLS.is_dir():  # `make setup` installed them from there: they must import
@@ -80,23 +85,6 @@ def _run_launch(env: dict, log: Path, launch_file: str, *arguments: str, timeout
     return code, log.read_text(errors="replace")
 
 
-def _spin_until(node, condition, timeout: float) -> bool:
-    import rclpy
-
-    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            executor.spin_once(timeout_sec=0.05)
-        return True
-    finally:
-        executor.remove_node(node)
-        executor.shutdown()
-
-
 def test_localize_launch_starts_the_node_with_its_map_and_stops_cleanly_on_sigint(ros_env, probe, small_street_map,
                                                                                  tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
@@ -118,11 +106,11 @@ def test_localize_launch_starts_the_node_with_its_map_and_stops_cleanly_on_sigin
     try:
         published = {f"{NODE}/pose", f"{NODE}/pose_with_covariance", f"{NODE}/result", f"{NODE}/map_points",
                      "/diagnostics"}
-        assert _spin_until(probe, lambda: published <= endpoints("pub")
+        assert spin_until(probe, lambda: published <= endpoints("pub")
                            and {"/test_cam/image", "/test_cam/info"} <= endpoints("sub"), 120), \
             (endpoints("pub"), endpoints("sub"), log.read_text()[-3000:])
         # the map is loaded: the node only waits for its camera
-        assert _spin_until(probe, lambda: any(s.message == "waiting for CameraInfo" for s in statuses), 60), \
+        assert spin_until(probe, lambda: any(s.message == "waiting for CameraInfo" for s in statuses), 60), \
             ([s.message for s in statuses], log.read_text()[-3000:])
     finally:
         process.send_signal(signal.SIGINT)

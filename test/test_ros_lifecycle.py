@@ -2,7 +2,6 @@
 lifecycle_msgs transitions bring it up (configure: map, publishers; activate: subscriptions) and
 down again."""
 
-import time
 
 import pytest
 
@@ -10,6 +9,7 @@ from scenesqueezer_ros.testing import (
     create_probe_node,
     destroy_probe_node,
     isolate_ros_environment,
+    spin_until,
     start_node,
     stop_node,
 )
@@ -26,29 +26,12 @@ def ros(tmp_path_factory):
     destroy_probe_node(node)
 
 
-def _spin_until(node, condition, timeout: float) -> bool:
-    import rclpy
-
-    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                return False
-            executor.spin_once(timeout_sec=0.05)
-        return True
-    finally:
-        executor.remove_node(node)
-        executor.shutdown()  # before the context goes: a collected executor would touch it
-
-
 def _call(node, service_type, name, request, timeout: float = 60.0):
     client = node.create_client(service_type, name)
     try:
         assert client.wait_for_service(timeout_sec=timeout), f"service {name} did not appear"
         future = client.call_async(request)
-        assert _spin_until(node, future.done, timeout), f"no answer from {name}"
+        assert spin_until(node, future.done, timeout), f"no answer from {name}"
         return future.result()
     finally:
         node.destroy_client(client)
@@ -91,25 +74,25 @@ def test_lifecycle_transitions_without_autostart(ros, small_street_map, tmp_path
         assert _transition(ros, Transition.TRANSITION_CONFIGURE)
         assert _state(ros) == "inactive"
         # configured: publishers up and the map loaded (diagnostics say so), but nothing subscribed
-        assert _spin_until(ros, lambda: has_endpoint("pub", f"{NODE}/result"), 30)
-        assert _spin_until(ros, lambda: any("waiting for CameraInfo" in s.message for s in statuses), 30), \
+        assert spin_until(ros, lambda: has_endpoint("pub", f"{NODE}/result"), 30)
+        assert spin_until(ros, lambda: any("waiting for CameraInfo" in s.message for s in statuses), 30), \
             [s.message for s in statuses]
         assert all(s.level != DiagnosticStatus.ERROR for s in statuses)
         assert not has_endpoint("sub", "/image_raw")
 
         assert _transition(ros, Transition.TRANSITION_ACTIVATE)
         assert _state(ros) == "active"
-        assert _spin_until(ros, lambda: has_endpoint("sub", "/image_raw") and has_endpoint("sub", "/camera_info"), 30)
+        assert spin_until(ros, lambda: has_endpoint("sub", "/image_raw") and has_endpoint("sub", "/camera_info"), 30)
 
         assert _transition(ros, Transition.TRANSITION_DEACTIVATE)
-        assert _spin_until(ros, lambda: not has_endpoint("sub", "/image_raw"), 30)
+        assert spin_until(ros, lambda: not has_endpoint("sub", "/image_raw"), 30)
         assert _transition(ros, Transition.TRANSITION_CLEANUP)
         assert _state(ros) == "unconfigured"
-        assert _spin_until(ros, lambda: not has_endpoint("pub", f"{NODE}/result"), 30)
+        assert spin_until(ros, lambda: not has_endpoint("pub", f"{NODE}/result"), 30)
         # and up again: configure loads the map once more
         statuses.clear()
         assert _transition(ros, Transition.TRANSITION_CONFIGURE)
-        assert _spin_until(ros, lambda: any("waiting for CameraInfo" in s.message for s in statuses), 30)
+        assert spin_until(ros, lambda: any("waiting for CameraInfo" in s.message for s in statuses), 30)
     finally:
         stop_node(process)
     assert process.returncode == 0, (tmp_path / "node.log").read_text()
