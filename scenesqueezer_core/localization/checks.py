@@ -192,7 +192,7 @@ class ReprojectionError(PoseCheck):
     MAP_NOISE_FACTOR = 3.0
 
     def statistic(self, estimate: PoseEstimate, context: CheckContext) -> float:
-        return float(np.median(estimate.residuals_px)) if len(estimate.residuals_px) else float("nan")
+        return estimate.median_residual_px
 
     def limit(self, estimate: PoseEstimate, context: CheckContext) -> float:
         cameras = [context.database.candidate_camera(estimate.registered[i].index) for i in estimate.agreeing]

@@ -100,8 +100,7 @@ class Localizer:
                 result.occluded_inlier_share = outcome.statistic
             if not outcome.passed and failed is None:
                 failed = (check, outcome)
-        if len(estimate.residuals_px):
-            result.median_reprojection_error_px = float(np.median(estimate.residuals_px))
+        result.median_reprojection_error_px = estimate.median_residual_px
         if failed is not None:
             check, outcome = failed
             return _finish(result.fail(check.code, check.reason(outcome.statistic, outcome.limit)), t_start)

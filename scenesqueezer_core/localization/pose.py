@@ -49,6 +49,11 @@ class PoseEstimate:
         return self.correspondences[self.inlier_mask, 1] if self.inlier_mask is not None else np.zeros(0, np.int64)
 
     @property
+    def median_residual_px(self) -> float:
+        """Median reprojection error of the final inliers (NaN without a final pose)."""
+        return float(np.median(self.residuals_px)) if len(self.residuals_px) else float("nan")
+
+    @property
     def best_inliers(self) -> int:
         return max(len(self.registered[i].inlier_pairs) for i in self.agreeing)
 
