@@ -23,6 +23,7 @@ from scenesqueezer_core.features import (
     FEATURE_SETUPS,
     MATCHERS,
     Features,
+    MutualNearestNeighbor,
     get_extractor,
     get_matcher,
     load_feature_setup,
@@ -268,9 +269,8 @@ def descriptor_sets(draw):
 def test_mnn_batched_equals_pairwise_and_is_mutual(data, ratio, min_similarity):
     query, others = data
     matcher = get_matcher("mnn", {"ratio_threshold": ratio, "min_similarity": min_similarity}, "cpu")
-    # the padded batch that match_many uses on a GPU (on a CPU it loops over pairs)
-    batched = matcher._match_padded(query, others)
-    assert len(batched) == len(matcher.match_many(query, others)) == len(others)
+    batched = matcher.match_many(query, others)
+    assert len(batched) == len(others)
     for other, together in zip(others, batched):
         alone = matcher.match(query, other)
         np.testing.assert_array_equal(together.indices, alone.indices)
@@ -287,6 +287,110 @@ def test_mnn_batched_equals_pairwise_and_is_mutual(data, ratio, min_similarity):
         # planted identical descriptors are always found (similarity 1, ratio 0)
         planted = np.flatnonzero(np.isclose(similarity.max(1), 1, atol=1e-5))
         assert set(planted) <= set(alone.indices[:, 0])
+
+
+def reference_mnn(query: np.ndarray, other: np.ndarray, ratio: float | None, min_similarity: float | None) -> np.ndarray:
+    """The documented mnn rule in plain numpy, one set at a time: (M, 2) (query, feature) pairs.
+
+    A feature's best query is the first with the highest similarity; feature p matches query q when
+    q is p's best query and no feature of the set is more similar to q (ties: the first such p).
+    """
+    if len(query) == 0 or len(other) == 0:
+        return np.zeros((0, 2), np.int64)
+    similarity = other.astype(np.float32) @ query.astype(np.float32).T  # (N, Nq)
+    best_query = similarity.argmax(1)
+    pairs = []
+    for q in range(len(query)):
+        column = similarity[:, q]
+        tied = np.flatnonzero((best_query == q) & (column == column.max()))
+        if len(tied) == 0:
+            continue
+        p = tied[0]
+        score = column[p]
+        if ratio is not None and len(other) > 1:
+            second = np.delete(column, p).max()
+            best_distance = np.sqrt(max(2 - 2 * score, 0))
+            if not best_distance < ratio * np.sqrt(max(2 - 2 * second, 0)):
+                continue
+        if min_similarity is not None and score < min_similarity:
+            continue
+        pairs.append((q, p))
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def plain_features(descriptors: np.ndarray) -> Features:
+    n = len(descriptors)
+    return Features(np.zeros((n, 2), np.float32), np.ones(n, np.float32), descriptors, (100, 100))
+
+
+@st.composite
+def shared_descriptor_sets(draw):
+    """A query and up to 5 sets drawn from one pool of keyed descriptors, so that sets share features
+    (as a compressed map's clusters share points). Descriptors are small multiples of 1/8: every dot
+    product is exact in float32, and ties (equal descriptors, equal products) are frequent."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    dim = draw(st.sampled_from([4, 8]))
+    pool = rng.integers(-2, 3, size=(draw(st.integers(1, 60)), dim)).astype(np.float32) / 8
+    query = rng.integers(-2, 3, size=(draw(st.integers(0, 30)), dim)).astype(np.float32) / 8
+    n_planted = min(len(query), len(pool), draw(st.integers(0, 10)))
+    pool[:n_planted] = query[:n_planted]
+    keys = []
+    for _ in range(draw(st.integers(1, 5))):
+        keys.append(rng.permutation(len(pool))[: draw(st.integers(0, len(pool)))].astype(np.int64))
+    return query, pool, keys
+
+
+@settings(max_examples=60, deadline=None)
+@given(shared_descriptor_sets(), st.sampled_from([None, 0.8]), st.sampled_from([None, 0.1]))
+def test_mnn_one_pass_equals_the_rule_set_by_set(data, ratio, min_similarity):
+    """match_many over all sets at once (with and without shared keys) = the rule applied to each set alone."""
+    query_desc, pool, keys = data
+    matcher = get_matcher("mnn", {"ratio_threshold": ratio, "min_similarity": min_similarity}, "cpu")
+    query, others = plain_features(query_desc), [plain_features(pool[k]) for k in keys]
+    shared = matcher.match_many(query, others, keys)
+    separate = matcher.match_many(query, others)
+    assert len(shared) == len(separate) == len(others)
+    for other, together, alone in zip(others, shared, separate):
+        expected = reference_mnn(query.descriptors, other.descriptors, ratio, min_similarity)
+        np.testing.assert_array_equal(together.indices, expected)
+        np.testing.assert_array_equal(alone.indices, expected)
+        np.testing.assert_array_equal(matcher.match(query, other).indices, expected)
+        np.testing.assert_array_equal(together.scores, (query.descriptors[expected[:, 0]]
+                                                        * other.descriptors[expected[:, 1]]).sum(1))
+
+
+def test_mnn_batches_that_overflow_one_pass_give_the_same_matches():
+    rng = np.random.default_rng(3)
+    unit = rng.normal(size=(300, 16)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    query = plain_features(unit[:100])
+    others = [plain_features(unit[rng.permutation(300)[:n]]) for n in (50, 120, 0, 80)]
+    matcher = MutualNearestNeighbor({"min_similarity": 0.5}, "cpu")
+    whole = matcher.match_many(query, others)
+    small = MutualNearestNeighbor({"min_similarity": 0.5}, "cpu")
+    small.max_batch_elements = 100 * 130  # one set per pass at most (plus the empty one)
+    for a, b in zip(whole, small.match_many(query, others)):
+        np.testing.assert_array_equal(a.indices, b.indices)
+    assert sum(len(m) for m in whole) > 100  # the planted copies at least
+
+
+@pytest.mark.parametrize("setup", ["xfeat", "sift"])
+def test_mnn_one_pass_on_real_descriptors(setup, extracted):
+    """Real features of two photographs: the second image's features split into overlapping sets
+    (shared keys) and matched in one pass give the plain per-set mutual nearest neighbours."""
+    query, other = extracted(setup, PAIRS[0])
+    _, matcher = load_feature_setup(setup, device="cpu")
+    rng = np.random.default_rng(0)
+    keys = [np.sort(rng.permutation(len(other))[: len(other) // 2]) for _ in range(4)]
+    sets = [other.subset(k) for k in keys]
+    batched = matcher.match_many(query, sets, keys)
+    total = 0
+    for features, matches in zip(sets, batched):
+        expected = reference_mnn(query.descriptors, features.descriptors, matcher.conf["ratio_threshold"],
+                                 matcher.conf["min_similarity"])
+        np.testing.assert_array_equal(matches.indices, expected)
+        total += len(matches)
+    assert total > 200
 
 
 def test_mnn_ratio_test_keeps_a_subset():

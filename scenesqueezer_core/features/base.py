@@ -114,6 +114,12 @@ class Matcher:
     def match(self, features0: Features, features1: Features) -> Matches:
         raise NotImplementedError
 
-    def match_many(self, query: Features, others: list[Features]) -> list[Matches]:
-        """Match one query against several feature sets (batched where the model allows)."""
+    def match_many(self, query: Features, others: list[Features],
+                   shared_ids: list[np.ndarray] | None = None) -> list[Matches]:
+        """Match one query against several feature sets (batched where the model allows).
+
+        ``shared_ids``: optional (N_b,) int64 key per feature of each set; equal keys mean equal
+        descriptors, which a matcher may compare with the query once. Matchers that see more than
+        the descriptors (keypoint layout) ignore it.
+        """
         return [self.match(query, other) for other in others]

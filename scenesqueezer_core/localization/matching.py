@@ -1,8 +1,10 @@
 """Matching stage: the query's local features against each retrieved candidate's map points.
 
 The matcher is the map's feature setup default (``features.FEATURE_SETUPS``) unless the conf names
-another. Candidates are matched lazily, in retrieval order, so that the pose stage's early exit
-also saves the matching of the candidates it never reaches.
+another. Candidates are matched in retrieval order, in chunks that double in size (1, 2, 4, ...
+candidates), each chunk in one batched pass (``Matcher.match_many``): a query that the pose stage's
+early exit stops after the first candidates pays for little more than those, and one that needs
+every candidate (most failures) pays for a few passes instead of one per candidate.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class CandidateMatches:
 class CandidateMatching:
     """Conf: ``matcher``, ``precompute_candidates_max``."""
 
+    first_chunk = 1  # candidates in the first batched pass; each further pass doubles the chunk
+
     def __init__(self, database: LocalizationDatabase, conf: dict[str, Any], default_matcher: Matcher,
                  device: str = "auto") -> None:
         self.database, self.conf = database, conf
@@ -41,6 +45,19 @@ class CandidateMatching:
         if len(database.candidate_ids) <= int(conf["precompute_candidates_max"]):
             for index in range(len(database.candidate_ids)):
                 self.candidate(index)
+        # A compressed map stores one descriptor per point, seen from several clusters (1.6 times on
+        # the demo map): such points are compared with the query once per pass. Checked on the
+        # prepared candidates rather than assumed from the map kind.
+        self.points_share_descriptors = self._point_ids_identify_descriptors()
+
+    def _point_ids_identify_descriptors(self) -> bool:
+        """Whether every prepared feature with the same map point id has the same descriptor."""
+        if not self._cache or len(self._cache) < len(self.database.candidate_ids):
+            return False
+        point_ids = np.concatenate([ids for _, ids in self._cache.values()])
+        descriptors = np.concatenate([features.descriptors for features, _ in self._cache.values()])
+        _, first, inverse = np.unique(point_ids, return_index=True, return_inverse=True)
+        return bool(np.array_equal(descriptors, descriptors[first][inverse.reshape(-1)]))
 
     def candidate(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 map point id of each)."""
@@ -49,15 +66,19 @@ class CandidateMatching:
         return self._cache[index]
 
     def matches(self, query: Features, indices: np.ndarray) -> Iterator[CandidateMatches]:
-        """Correspondences with each candidate of ``indices`` (k,), in that order, computed on demand."""
+        """Correspondences with each candidate of ``indices`` (k,), in that order, computed a chunk at a time."""
         self.seconds = 0.0
-        for index in indices:
-            features, point_ids = self.candidate(int(index))
+        start, size = 0, self.first_chunk
+        while start < len(indices):
+            chunk = [int(index) for index in indices[start : start + size]]
+            start, size = start + len(chunk), 2 * size
             t0 = time.perf_counter()
-            matches = self.matcher.match(query, features)
+            prepared = [self.candidate(index) for index in chunk]
+            shared_ids = [point_ids for _, point_ids in prepared] if self.points_share_descriptors else None
+            all_matches = self.matcher.match_many(query, [features for features, _ in prepared], shared_ids)
             self.seconds += time.perf_counter() - t0
-            q_idx = matches.indices[:, 0]
-            p_idx = point_ids[matches.indices[:, 1]]
-            valid = p_idx >= 0
-            yield CandidateMatches(int(index), q_idx[valid], p_idx[valid])
-
+            for index, (_, point_ids), matches in zip(chunk, prepared, all_matches):
+                q_idx = matches.indices[:, 0]
+                p_idx = point_ids[matches.indices[:, 1]]
+                valid = p_idx >= 0
+                yield CandidateMatches(index, q_idx[valid], p_idx[valid])
