@@ -5,6 +5,16 @@ Threads: the executor runs callbacks that only store the newest frame in a one-s
 the newest frame, localizes it and publishes. Services run in their own callback group on a
 second executor thread, so a map reload never stalls the image callbacks.
 
+Modes (parameter ``mode``): ``continuous`` localizes every frame; ``on_demand`` only the next frame
+after a ``~/trigger_localization`` call (std_srvs/Trigger, answered with that frame's result);
+``until_localized`` every frame until ``localized_poses_to_stop`` consecutive poses agree, then
+only after a trigger. Frames not localized are counted, not decoded.
+
+Odometry prior (core: scenesqueezer_core/localization/prior.py): with ``odom_frame`` set, each
+frame's camera pose in the odometry frame comes from TF (odom -> base -> camera); the core
+predicts the pose from the last accepted one and searches near it first. ``/initialpose``
+(geometry_msgs/PoseWithCovarianceStamped of ``base_frame`` in the map frame) seeds the prediction.
+
 Lifecycle (a managed node, as nav2 brings nodes up): configure reads the parameters, creates the
 publishers and services and loads the map; activate subscribes to the camera topics and starts the
 worker; deactivate and cleanup undo them; shutdown undoes whatever is up. With the parameter
@@ -24,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import rclpy
@@ -45,7 +55,7 @@ from std_srvs.srv import Trigger
 
 from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
 from scenesqueezer_core.errors import ConfigError, ImageError, SceneSqueezerError
-from scenesqueezer_core.localization import FailureCode, LocalizationResult, Localizer
+from scenesqueezer_core.localization import FailureCode, LocalizationResult, Localizer, OdometryTracker, SearchKind
 
 from .conversions import (
     cam_from_world_to_pose_msg,
@@ -53,6 +63,7 @@ from .conversions import (
     covariance_to_ros,
     make_transform_stamped,
     points_to_cloud,
+    pose_msg_to_cam_from_world,
 )
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .parameters import PARAMETER_SPECS, LocalizerParameters, declare_parameters, read_parameters
@@ -61,6 +72,7 @@ from .tf_support import TransformBroadcaster, TransformLookup
 NODE_NAME = "scenesqueezer_localizer"
 # diagnostics message until the first CameraInfo (scenesqueezer replay waits for it to change)
 WAITING_FOR_CAMERA_INFO = "waiting for CameraInfo"
+TRIGGER_TIMEOUT_S = 60.0  # ~/trigger_localization waits this long for the next frame
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -72,6 +84,14 @@ class FrameJob:
     image_msg: Image | CompressedImage
     camera_info: CameraInfo | None
     done: threading.Event | None = None
+    result: object | None = None
+
+
+@dataclass
+class TriggerWait:
+    """A ~/trigger_localization call waiting for the next frame's result."""
+
+    done: threading.Event = field(default_factory=threading.Event)
     result: object | None = None
 
 
@@ -114,6 +134,10 @@ class Counters:
     localized: int = 0
     failed: int = 0
     errors: int = 0
+    localized_prior: int = 0  # poses from the prior-narrowed search
+    localized_global: int = 0  # poses from the global search
+    refused_by_prior: int = 0  # poses that contradicted the odometry prediction
+    skipped_idle: int = 0  # frames not localized: mode on_demand / until_localized, no trigger
     last_total_latency_s: float = 0.0
     last_failure_reason: str = ""
     last_success_time: float = 0.0
@@ -130,6 +154,14 @@ class LocalizerNode(LifecycleNode):
         self._camera_info: CameraInfo | None = None
         self._camera_cache: tuple[tuple, object] | None = None
         self._last_job: FrameJob | None = None
+        self._tracker: OdometryTracker | None = None  # per map: poses are the map's
+        # /initialpose waiting for the worker: (map_from_base, odom_from_base or None)
+        self._pending_seed: tuple | None = None
+        # modes: callers of ~/trigger_localization waiting for the next frame, and whether frames
+        # are localized without a trigger (continuous, or until_localized before it has its poses)
+        self._mode_lock = threading.Lock()
+        self._triggers: list[TriggerWait] = []
+        self._localizing = True
         self._mailbox = FrameMailbox()
         self._counters = Counters()
         self._counters_lock = threading.Lock()
@@ -187,11 +219,15 @@ class LocalizerNode(LifecycleNode):
         self._cloud_pub = self.create_publisher(PointCloud2, "~/map_points", LATCHED_QOS)
         if self.params.publish_tf:
             self._tf_broadcaster = TransformBroadcaster(self)
-            if self.params.tf_mode == "map_to_odom":
-                self._tf_lookup = TransformLookup(self)
+        # TF lookups: map->odom output, odometry for the prior, base->camera for /initialpose
+        self._tf_lookup = TransformLookup(self)
         service_group = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "~/reload_map", self._on_reload_map, callback_group=service_group)
         self.create_service(Trigger, "~/localize_now", self._on_localize_now, callback_group=service_group)
+        # its own group: it waits for the next frame, which must not hold up a map reload
+        self.create_service(Trigger, "~/trigger_localization", self._on_trigger_localization,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initial_pose, 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self._configured_entities = self._entities() - before
         # A map that fails to load does not fail the transition: the node stays up, reports the
@@ -230,7 +266,7 @@ class LocalizerNode(LifecycleNode):
         self._destroy(self._configured_entities)
         self._tf_broadcaster = self._tf_lookup = None
         with self._localizer_lock:
-            self._localizer = None
+            self._localizer = self._tracker = None
         self._map_error, self._reload_error = "no map loaded yet", ""
         return super().on_cleanup(state)
 
@@ -293,7 +329,10 @@ class LocalizerNode(LifecycleNode):
             return False, message
         with self._localizer_lock:
             self._localizer = localizer
+            self._tracker = OdometryTracker(localizer.conf)
             self._map_error = ""
+        with self._mode_lock:  # the mode, like the localizer's parameters, applies from a (re)load on
+            self._localizing = self.params.mode != "on_demand"
             self._reload_error = ""
         if self._worker is not None:  # active; on_activate publishes it otherwise
             self._publish_cloud(localizer)
@@ -354,6 +393,46 @@ class LocalizerNode(LifecycleNode):
                                 else result.failure_reason)
         return response
 
+    def _on_trigger_localization(self, request, response):
+        """Localize the next frame (whatever the mode) and answer with its result."""
+        if self._worker is None:
+            response.success, response.message = False, "the node is not active; activate it first"
+            return response
+        waiting = TriggerWait()
+        with self._mode_lock:
+            self._triggers.append(waiting)
+        if not waiting.done.wait(TRIGGER_TIMEOUT_S):
+            with self._mode_lock:
+                if waiting in self._triggers:
+                    self._triggers.remove(waiting)
+            response.success = False
+            response.message = (f"no camera frame arrived within {TRIGGER_TIMEOUT_S:.0f} s of the trigger; check "
+                                f"that the camera publishes on {self.params.image_topic!r}")
+            return response
+        result = waiting.result
+        response.success = bool(result.success)
+        if result.success:
+            center = result.cam_from_world.center
+            response.message = (f"localized ({result.search} search) at x={center[0]:.2f} y={center[1]:.2f} "
+                                f"z={center[2]:.2f} with {result.num_inliers} inliers")
+        else:
+            response.message = result.failure_reason
+        return response
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        """RViz's 2D Pose Estimate: the pose of base_frame in the map seeds the odometry prior."""
+        params = self.params
+        if msg.header.frame_id.lstrip("/") != params.map_frame:
+            self.get_logger().error(f"/initialpose is in frame {msg.header.frame_id!r}, not the map frame "
+                                    f"{params.map_frame!r}; set RViz's fixed frame to {params.map_frame!r}")
+            return
+        map_from_base = pose_msg_to_cam_from_world(msg.pose.pose).inverse()
+        odom_from_base = (self._tf_lookup.lookup(params.odom_frame, params.base_frame)
+                          if params.odom_frame and self._tf_lookup is not None else None)
+        self._pending_seed = (map_from_base, odom_from_base)
+        self.get_logger().info(f"/initialpose received: seeding the prior at x={map_from_base.t[0]:.2f} "
+                               f"y={map_from_base.t[1]:.2f}")
+
     # --- worker -------------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -365,6 +444,17 @@ class LocalizerNode(LifecycleNode):
                     self._stop.wait(wait)  # frames arriving meanwhile replace each other
             job = self._mailbox.take(timeout=0.2)
             if job is None:
+                continue
+            with self._mode_lock:
+                triggers, self._triggers = self._triggers, []
+                run = job.done is not None or bool(triggers) or self._localizing
+                if triggers and self.params.mode == "until_localized":
+                    self._localizing = True  # again until it has its agreeing poses
+                    if self._tracker is not None:
+                        self._tracker.consecutive_agreeing = 0
+            if not run:
+                with self._counters_lock:
+                    self._counters.skipped_idle += 1
                 continue
             if self.params.max_rate_hz > 0:
                 next_allowed = time.monotonic() + 1.0 / self.params.max_rate_hz
@@ -378,13 +468,28 @@ class LocalizerNode(LifecycleNode):
             if job.done is not None:
                 job.result = result
                 job.done.set()
+            for trigger in triggers:
+                trigger.result = result
+                trigger.done.set()
+            self._update_mode()
+
+    def _update_mode(self) -> None:
+        """until_localized: stop once the tracker has its consecutive agreeing poses."""
+        tracker = self._tracker
+        if (self.params.mode == "until_localized" and tracker is not None
+                and tracker.consecutive_agreeing >= self.params.localized_poses_to_stop):
+            with self._mode_lock:
+                if self._localizing:
+                    self.get_logger().info(f"{tracker.consecutive_agreeing} consecutive agreeing poses: "
+                                           "localized; idle until ~/trigger_localization")
+                self._localizing = False
 
     def _process(self, job: FrameJob):
         self._last_job = FrameJob(job.image_msg, job.camera_info)
         header = job.image_msg.header
         camera_frame = self.params.camera_frame or header.frame_id
         with self._localizer_lock:
-            localizer = self._localizer
+            localizer, tracker = self._localizer, self._tracker
         result = None
         backwards = self._stamp_went_backwards(header) if job.done is None else ""
         if backwards:
@@ -405,13 +510,45 @@ class LocalizerNode(LifecycleNode):
                     raise ImageError(
                         f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                         f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
-                result = localizer.localize(rgb, camera)
+                odom_from_camera = self._odometry(camera_frame, header.stamp)
+                if tracker is None:
+                    result = localizer.localize(rgb, camera)
+                else:
+                    self._apply_pending_seed(tracker, camera_frame, odom_from_camera)
+                    result = tracker.localize(localizer, rgb, camera, odom_from_camera)
             except ImageError as error:
                 result = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
             except SceneSqueezerError as error:
                 result = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
         self._publish(result, header, camera_frame)
         return result
+
+    def _odometry(self, camera_frame: str, stamp):
+        """odom_from_camera from TF for the odometry prior; None without odom_frame or TF."""
+        params = self.params
+        if not (params.odometry_prior and params.odom_frame and camera_frame) or self._tf_lookup is None:
+            return None
+        odom_from_camera = self._tf_lookup.lookup(params.odom_frame, camera_frame, stamp)
+        if odom_from_camera is None:
+            self.get_logger().warning(
+                f"odometry prior: no TF from {params.odom_frame} to {camera_frame}; localizing without it "
+                "(publish odom->base and base->camera, or set odom_frame to '')", throttle_duration_sec=10.0)
+        return odom_from_camera
+
+    def _apply_pending_seed(self, tracker: OdometryTracker, camera_frame: str, odom_from_camera) -> None:
+        """Turn the latest /initialpose (a base pose) into the camera pose that seeds the prior."""
+        seed, self._pending_seed = self._pending_seed, None
+        if seed is None:
+            return
+        map_from_base, odom_from_base = seed
+        base_from_camera = self._tf_lookup.lookup(self.params.base_frame, camera_frame) if self._tf_lookup else None
+        if base_from_camera is None:
+            self.get_logger().error(
+                f"/initialpose ignored: no TF from base_frame {self.params.base_frame!r} to the camera frame "
+                f"{camera_frame!r}; publish it (e.g. a static transform) or set base_frame to {camera_frame!r}")
+            return
+        odom_then = odom_from_base @ base_from_camera if odom_from_base is not None else odom_from_camera
+        tracker.seed((map_from_base @ base_from_camera).inverse(), odom_then)
 
     def _publish_internal_error(self, job: FrameJob, error: Exception):
         """A failure result for a frame whose processing raised: subscribers still hear of it."""
@@ -461,6 +598,8 @@ class LocalizerNode(LifecycleNode):
         msg.median_reprojection_error_px = float(result.median_reprojection_error_px)
         msg.occluded_inlier_share = float(result.occluded_inlier_share)
         msg.retrieved_cluster_ids = [int(i) for i in result.candidate_ids]
+        msg.search = int(result.search)
+        msg.num_candidates_matched = int(result.num_candidates_matched)
         timings = result.timings or {}
         for stage in ("extract", "retrieve", "match", "pnp", "total"):
             setattr(msg.latency, stage, float(timings.get(stage, 0.0)))
@@ -476,9 +615,12 @@ class LocalizerNode(LifecycleNode):
             if valid:
                 counters.localized += 1
                 counters.last_success_time = time.monotonic()
+                counters.localized_prior += result.search == SearchKind.PRIOR
+                counters.localized_global += result.search == SearchKind.GLOBAL
             else:
                 counters.failed += 1
                 counters.last_failure_reason = msg.failure_reason
+                counters.refused_by_prior += result.failure_code == FailureCode.DISAGREES_WITH_PRIOR
         # The result goes out last: a subscriber that sees it knows the pose (if any) was sent.
         if valid:
             pose = PoseStamped()
@@ -529,6 +671,9 @@ class LocalizerNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.ERROR, f"map reload failed: {self._reload_error}"
         elif self._camera_info is None:
             status.level, status.message = DiagnosticStatus.WARN, WAITING_FOR_CAMERA_INFO
+        elif not self._localizing and not self._triggers:
+            status.level = DiagnosticStatus.OK
+            status.message = f"idle until ~/trigger_localization (mode {self.params.mode})"
         elif snapshot.processed == 0:
             status.level, status.message = DiagnosticStatus.OK, "map loaded, waiting for images"
         elif snapshot.failed and (snapshot.last_success_time == 0.0 or now - snapshot.last_success_time > 10.0):
@@ -544,6 +689,12 @@ class LocalizerNode(LifecycleNode):
             "localized": snapshot.localized,
             "failed": snapshot.failed,
             "errors": snapshot.errors,
+            "mode": self.params.mode,
+            "localizing": self._localizing,
+            "localized_prior_search": snapshot.localized_prior,
+            "localized_global_search": snapshot.localized_global,
+            "refused_by_prior": snapshot.refused_by_prior,
+            "frames_skipped_idle": snapshot.skipped_idle,
             "receive_rate_hz": f"{rates[0]:.2f}",
             "process_rate_hz": f"{rates[1]:.2f}",
             "localize_rate_hz": f"{rates[2]:.2f}",

@@ -21,6 +21,7 @@ from scenesqueezer_core.localization import (
     NODE_OPTIONS,
     POSE_CHECKS,
     FailureCode,
+    SearchKind,
     checks_disabled_conf,
     localizer_conf,
     read_conf_file,
@@ -158,7 +159,7 @@ def test_conf_file_reads_the_node_parameter_file_and_flat_files(tmp_path):
 
 def test_stage_confs_partition_the_conf():
     conf = localizer_conf()
-    parts = [stage_conf(conf, stage) for stage in ("image", "retrieval", "matching", "pose", "checks")]
+    parts = [stage_conf(conf, stage) for stage in ("image", "retrieval", "matching", "pose", "checks", "prior")]
     assert sum(len(p) for p in parts) == len(conf)
     assert "top_k" in parts[1] and "min_inliers" in parts[4]
 
@@ -168,6 +169,12 @@ def test_failure_codes_match_the_message_constants():
     constants = {m[0]: int(m[1]) for m in re.findall(r"^uint8 FAILURE_(\w+)=(\d+)", text, flags=re.M)}
     assert constants == {code.name: code.value for code in FailureCode}
     assert str(FailureCode.OCCLUDED_INLIERS) == "occluded_inliers"
+
+
+def test_search_kinds_match_the_message_constants():
+    text = (REPO_ROOT / "msg" / "LocalizationResult.msg").read_text()
+    constants = {m[0]: int(m[1]) for m in re.findall(r"^uint8 SEARCH_(\w+)=(\d+)", text, flags=re.M)}
+    assert constants == {kind.name: kind.value for kind in SearchKind}
 
 
 # --- stages -------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from .conf import (
 )
 from .localizer import Localizer
 from .options import NODE_OPTIONS, Option
-from .result import CheckOutcome, FailureCode, LocalizationResult
+from .prior import OdometryTracker, PosePrior
+from .result import CheckOutcome, FailureCode, LocalizationResult, SearchKind
 
 
 __all__ = [
@@ -33,8 +34,11 @@ __all__ = [
     "FailureCode",
     "LocalizationResult",
     "Localizer",
+    "OdometryTracker",
     "Option",
     "PoseCheck",
+    "PosePrior",
+    "SearchKind",
     "checks_disabled_conf",
     "localizer_conf",
     "read_conf_file",

@@ -38,7 +38,7 @@ def localizer_conf(overrides: dict[str, Any] | None = None) -> dict[str, Value]:
 
 
 def stage_conf(conf: dict[str, Value], stage: str) -> dict[str, Value]:
-    """The sub-dict of ``conf`` that one stage (image, retrieval, matching, pose, checks) reads."""
+    """The sub-dict of ``conf`` that one stage (image, retrieval, matching, pose, checks, prior) reads."""
     return {o.name: conf[o.name] for o in LOCALIZER_OPTIONS if o.stage == stage}
 
 

@@ -10,6 +10,7 @@ policies of checks.POSE_CHECKS. One Localizer serves both map kinds through the
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -24,7 +25,8 @@ from .conf import localizer_conf, stage_conf
 from ..maps.database import LocalizationDatabase, load_database
 from .matching import CandidateMatching
 from .pose import PoseEstimation
-from .result import FailureCode, LocalizationResult
+from .prior import CandidateGeometry, PosePrior
+from .result import FailureCode, LocalizationResult, SearchKind
 from .retrieval import make_retrieval
 
 
@@ -56,8 +58,13 @@ class Localizer:
     def map_colors(self) -> np.ndarray:
         return np.asarray(self.database.points_color, dtype=np.uint8)
 
-    def localize(self, image: np.ndarray, camera: Camera) -> LocalizationResult:
-        """(H, W, 3) uint8 RGB (or (H, W) grey) image taken by ``camera`` -> result with pose or failure code."""
+    def localize(self, image: np.ndarray, camera: Camera, prior: PosePrior | None = None) -> LocalizationResult:
+        """(H, W, 3) uint8 RGB (or (H, W) grey) image taken by ``camera`` -> result with pose or failure code.
+
+        With a ``prior`` (prior.py: a predicted pose and its tolerance) the candidates near the
+        prediction are searched first; the global search runs when that gives no pose agreeing
+        with the prediction. ``result.search`` says which search the result comes from.
+        """
         timings = dict.fromkeys(("extract", "retrieve", "match", "pnp"), 0.0)
         t_start = time.perf_counter()
         result = LocalizationResult(success=False, timings=timings)
@@ -67,24 +74,61 @@ class Localizer:
         query = self.extractor.extract(image)
         timings["extract"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        retrieved = self.retrieval(query)
-        result.candidate_ids = retrieved.candidate_ids
-        timings["retrieve"] = time.perf_counter() - t0
-        if len(query) < 4:
-            return _finish(result.fail(FailureCode.TOO_FEW_KEYPOINTS,
-                                       f"only {len(query)} keypoints in the image (texture-less or blank)"), t_start)
+        if prior is not None and len(query) >= 4:
+            t0 = time.perf_counter()
+            near = self.candidate_geometry.near(prior.cam_from_world, float(self.conf["prior_radius_m"]) + prior.tolerance_m,
+                                                float(self.conf["prior_max_view_angle_deg"]) + prior.tolerance_deg)
+            narrowed = self.retrieval(query, among=near, k=int(self.conf["prior_top_k"])) if len(near) else None
+            timings["retrieve"] += time.perf_counter() - t0
+            if narrowed is not None:
+                attempt = LocalizationResult(success=False, timings=dict(timings), search=SearchKind.PRIOR)
+                attempt = self._register(query, camera, narrowed, attempt, t_start)
+                if attempt.success and attempt.cam_from_world is not None and prior.agrees(attempt.cam_from_world):
+                    return attempt
+                # keep the narrowed search's cost in the global result's timings and counts
+                timings.update({k: v for k, v in attempt.timings.items() if k != "total"})
+                result.num_candidates_matched = attempt.num_candidates_matched
 
         t0 = time.perf_counter()
+        retrieved = self.retrieval(query)
+        result.search = SearchKind.GLOBAL
+        timings["retrieve"] += time.perf_counter() - t0
+        if len(query) < 4:
+            result.candidate_ids = retrieved.candidate_ids
+            return _finish(result.fail(FailureCode.TOO_FEW_KEYPOINTS,
+                                       f"only {len(query)} keypoints in the image (texture-less or blank)"), t_start)
+        return self._register(query, camera, retrieved, result, t_start)
+
+    @functools.cached_property
+    def candidate_geometry(self) -> CandidateGeometry:
+        """Where the map's candidates are, for the prior's narrowing (built on its first use)."""
+        return CandidateGeometry(self.database)
+
+    def _register(self, query, camera: Camera, retrieved, result: LocalizationResult,
+                  t_start: float) -> LocalizationResult:
+        """Match ``retrieved`` candidates, estimate the pose, run the pose checks; time and count into ``result``."""
+        timings = result.timings
+        result.candidate_ids = retrieved.candidate_ids
+        t0 = time.perf_counter()
+        matched = 0
+
+        def counted(matches):
+            nonlocal matched
+            for candidate in matches:
+                matched += 1
+                yield candidate
+
+        match_before = timings["match"]
         registered = self.pose_estimation.register_candidates(
-            query.keypoints, camera, self.matching.matches(query, retrieved.indices))
-        timings["match"] = self.matching.seconds  # matching runs lazily inside the registration loop
+            query.keypoints, camera, counted(self.matching.matches(query, retrieved.indices)))
+        result.num_candidates_matched += matched
+        timings["match"] = match_before + self.matching.seconds  # matching runs lazily inside the registration loop
         if not registered:
-            timings["pnp"] = time.perf_counter() - t0 - self.matching.seconds
+            timings["pnp"] += time.perf_counter() - t0 - self.matching.seconds
             return _finish(result.fail(FailureCode.NO_CANDIDATE_REGISTERED,
                                        "no retrieved candidate could be registered (too few 2D-3D matches)"), t_start)
         estimate = self.pose_estimation.estimate(query.keypoints, camera, registered)
-        timings["pnp"] = time.perf_counter() - t0 - self.matching.seconds
+        timings["pnp"] += time.perf_counter() - t0 - self.matching.seconds
         result.successful_candidates = [int(self.database.candidate_ids[registered[i].index]) for i in estimate.agreeing]
         result.num_correspondences = len(estimate.correspondences)
         result.num_inliers = estimate.num_inliers

@@ -23,7 +23,7 @@ class Option:
     name: str
     default: Value
     description: str
-    stage: str = "node"  # image | retrieval | matching | pose | checks | node
+    stage: str = "node"  # image | retrieval | matching | pose | checks | prior | node
     choices: tuple[str, ...] | None = None
     value_range: tuple[float, float] | None = None
 
@@ -77,6 +77,24 @@ STAGE_OPTIONS: tuple[Option, ...] = (
            "this many RANSAC inliers.", "pose", value_range=(4, 100000)),
     Option("min_candidate_agreement", 0.5, "... and if this share of its inliers fits the best "
            "candidate's pose (else it is a conflicting hypothesis).", "pose", value_range=(0.0, 1.0)),
+    # The odometry prior (prior.py): used when the caller predicts the pose (the node, from TF).
+    Option("prior_radius_m", 5.0, "Odometry prior: the narrowed search takes the map candidates with a "
+           "frame within this distance of the predicted camera centre (plus the allowed drift) ...",
+           "prior", value_range=(0.1, 10000.0)),
+    Option("prior_max_view_angle_deg", 60.0, "... whose viewing direction is within this angle of the "
+           "predicted one.", "prior", value_range=(1.0, 180.0)),
+    Option("prior_top_k", 5, "Candidates matched in the prior-narrowed search: the near ones most "
+           "similar to the query.", "prior", value_range=(1, 1000)),
+    Option("prior_tolerance_m", 1.0, "A pose agrees with the odometry prediction within this distance "
+           "plus prior_drift_m_per_m per metre travelled since the last accepted pose; else it is "
+           "refused (failure disagrees_with_prior) unless the next frame confirms it.", "prior",
+           value_range=(0.0, 10000.0)),
+    Option("prior_tolerance_deg", 5.0, "... and within this angle plus prior_drift_deg_per_m per metre "
+           "travelled.", "prior", value_range=(0.0, 180.0)),
+    Option("prior_drift_m_per_m", 0.1, "Odometry position drift allowed per metre travelled.", "prior",
+           value_range=(0.0, 100.0)),
+    Option("prior_drift_deg_per_m", 1.0, "Odometry heading drift allowed per metre travelled, degrees.",
+           "prior", value_range=(0.0, 180.0)),
 )
 
 NODE_OPTIONS: tuple[Option, ...] = (
@@ -97,8 +115,21 @@ NODE_OPTIONS: tuple[Option, ...] = (
     Option("max_rate_hz", 0.0, "Upper bound on localizations per second (0: as fast as the localizer "
            "runs). Frames arriving in between are dropped, newest kept.", value_range=(0.0, 1000.0)),
     Option("map_frame", "map", "Frame of the map; frame_id of every published pose."),
-    Option("odom_frame", "", "Odometry frame. Set together with tf_mode 'map_to_odom' to publish "
-           "map->odom computed from a TF lookup of odom->camera."),
+    Option("odom_frame", "", "Odometry frame. Set it for the odometry prior (TF odom->base_frame->camera "
+           "between frames) and, with tf_mode 'map_to_odom', to publish map->odom computed from a TF "
+           "lookup of odom->camera. Empty: no odometry."),
+    Option("base_frame", "base_link", "Robot base frame: /initialpose gives its pose in the map (RViz's "
+           "2D Pose Estimate); TF base_frame->camera turns it into the camera's."),
+    Option("odometry_prior", True, "With odom_frame set and an accepted pose (or /initialpose), search "
+           "the map near the pose predicted by odometry first (options prior_*), refuse poses that "
+           "contradict it, and fall back to the global search."),
+    Option("mode", "continuous", "'continuous': localize every frame; 'on_demand': only the next frame "
+           "after a ~/trigger_localization call, which answers with its result; 'until_localized': every "
+           "frame until localized_poses_to_stop consecutive poses agree, then only after "
+           "~/trigger_localization.", choices=("continuous", "on_demand", "until_localized")),
+    Option("localized_poses_to_stop", 3, "mode until_localized: consecutive agreeing poses (through "
+           "odometry, or equal poses without it) after which the node stops localizing.",
+           value_range=(1, 10000)),
     Option("camera_frame", "", "Camera optical frame (z forward, x right, y down). Empty: the image "
            "header's frame_id."),
     Option("publish_tf", False, "Publish the localization on /tf."),

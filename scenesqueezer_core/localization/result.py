@@ -28,6 +28,8 @@ class FailureCode(IntEnum):
     FAR_FROM_MAP_FRAMES = 9  # check near_map_frames
     LOOSE_FIT = 10  # check reprojection_error
     OCCLUDED_INLIERS = 11  # check occlusion
+    # the odometry prior (prior.py)
+    DISAGREES_WITH_PRIOR = 12  # the pose contradicts the odometry prediction, not yet confirmed
     # the node around it
     NO_MAP = 20  # no map loaded (missing, corrupt, not yet reloaded)
     NO_CAMERA_INFO = 21  # no CameraInfo received yet
@@ -35,6 +37,17 @@ class FailureCode(IntEnum):
     STAMP_BACKWARDS = 23  # image stamp older than the previous one
     INTERNAL_ERROR = 24  # an unexpected exception; the frame was skipped
     NO_RESULT = 25  # a replay got no result from the node for a frame (dropped or lost)
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class SearchKind(IntEnum):
+    """Which search gave the result: mirrored as SEARCH_* constants in msg/LocalizationResult.msg."""
+
+    NONE = 0  # no search ran (the frame failed before retrieval)
+    GLOBAL = 1  # retrieval over the whole map
+    PRIOR = 2  # retrieval narrowed to the candidates near the odometry prediction (prior.py)
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -65,6 +78,8 @@ class LocalizationResult:
     occluded_inlier_share: float = float("nan")  # final inliers map points would hide at the pose
     checks: list[CheckOutcome] = field(default_factory=list)  # every pose check that ran, in order
     timings: dict[str, float] = field(default_factory=dict)  # seconds: extract, retrieve, match, pnp, total
+    search: SearchKind = SearchKind.NONE  # the search the result comes from
+    num_candidates_matched: int = 0  # candidates whose features were matched, over every search run
 
     @property
     def inlier_ratio(self) -> float:
@@ -78,6 +93,7 @@ class LocalizationResult:
         out = asdict(self)
         out.pop("cam_from_world")
         out["failure_code"] = str(self.failure_code)
+        out["search"] = str(self.search)
         out["covariance"] = None if self.covariance is None else np.asarray(self.covariance).tolist()
         if self.cam_from_world is not None:
             out["qvec_wxyz"] = self.cam_from_world.qvec_wxyz.tolist()

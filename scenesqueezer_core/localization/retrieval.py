@@ -31,10 +31,17 @@ class VladRetrieval:
     def __init__(self, database: LocalizationDatabase, conf: dict[str, Any]) -> None:
         self.database, self.conf = database, conf
 
-    def __call__(self, query: Features) -> Retrieved:
-        """(N, D) query descriptors -> the ``top_k`` candidates."""
+    def __call__(self, query: Features, among: np.ndarray | None = None, k: int | None = None) -> Retrieved:
+        """(N, D) query descriptors -> the ``top_k`` candidates (``k`` if given), ranked among the
+        (n,) candidate indices ``among`` only when given (the odometry prior's narrowed search)."""
         global_query = self.database.vlad.describe(query.descriptors)
-        order, similarities = top_k(global_query, self.database.global_descriptors, int(self.conf["top_k"]))
+        k = int(self.conf["top_k"]) if k is None else k
+        if among is not None:
+            among = np.asarray(among, dtype=np.int64)
+            local_order, similarities = top_k(global_query, self.database.global_descriptors[among], k)
+            order = among[local_order]
+        else:
+            order, similarities = top_k(global_query, self.database.global_descriptors, k)
         return Retrieved(order, similarities, [int(self.database.candidate_ids[i]) for i in order])
 
 
