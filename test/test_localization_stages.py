@@ -181,12 +181,54 @@ def test_search_kinds_match_the_message_constants():
 
 
 def test_retrieval_ranks_the_frame_the_query_sees_first(tiny_map):
-    retrieval = make_retrieval(tiny_map, {"retrieval": "vlad", "top_k": 2})
+    retrieval = make_retrieval(tiny_map, stage_conf(localizer_conf({"top_k": 2}), "retrieval"))
     for index in range(4):
         retrieved = retrieval(tiny_map.features[index])
         assert retrieved.indices[0] == index
         assert retrieved.candidate_ids[0] == 100 + index
         assert len(retrieved.indices) == 2 and retrieved.similarities[0] >= retrieved.similarities[1]
+
+
+@pytest.mark.parametrize(("top_k", "share", "expected"), [(15, 1.0, 4), (3, 1.0, 3), (15, 0.5, 2), (15, 0.3, 2),
+                                                          (15, 0.01, 1), (1, 0.5, 1)])
+def test_retrieval_top_k_is_capped_by_a_share_of_the_map(tiny_map, top_k, share, expected):
+    """4 candidates: top_k_share 0.5 keeps 2, 0.3 rounds up to 2, never fewer than 1; the best stays first."""
+    retrieval = make_retrieval(tiny_map, stage_conf(localizer_conf({"top_k": top_k, "top_k_share": share}), "retrieval"))
+    full = make_retrieval(tiny_map, stage_conf(localizer_conf({"top_k": 4}), "retrieval"))
+    for index in range(4):
+        retrieved = retrieval(tiny_map.features[index])
+        assert len(retrieved.indices) == expected
+        np.testing.assert_array_equal(retrieved.indices, full(tiny_map.features[index]).indices[:expected])
+
+
+def test_retrieval_drops_candidates_beyond_the_similarity_gap(tiny_map):
+    full = make_retrieval(tiny_map, stage_conf(localizer_conf({"top_k": 4}), "retrieval"))
+    query = tiny_map.features[1]
+    similarities = full(query).similarities
+    assert similarities[0] - similarities[-1] > 0.1  # the frame the query sees stands out
+    for gap in (0.0, similarities[0] - similarities[2], 2.0):
+        cut = make_retrieval(tiny_map, stage_conf(localizer_conf({"top_k": 4, "max_similarity_gap": float(gap)}),
+                                                  "retrieval"))(query)
+        kept = int(np.sum(similarities >= similarities[0] - gap))
+        np.testing.assert_array_equal(cut.indices, full(query).indices[:kept])
+        assert np.all(cut.similarities >= similarities[0] - gap)
+    assert len(cut.indices) == 4  # 2.0 (the default) keeps every candidate
+
+
+def test_matching_in_chunks_gives_every_candidate_in_retrieval_order(tiny_map):
+    """The chunked, batched stage yields the same correspondences as matching each candidate alone."""
+    matcher = MutualNearestNeighbor({"min_similarity": 0.82}, "cpu")
+    matching = CandidateMatching(tiny_map, stage_conf(localizer_conf(), "matching"), matcher, "cpu")
+    assert matching.points_share_descriptors  # one descriptor per point in the tiny map
+    query, _ = query_of(tiny_map, frame_pose(1.5))
+    order = np.array([2, 0, 3, 1])
+    found = list(matching.matches(query, order))
+    assert [c.index for c in found] == [2, 0, 3, 1]
+    for cand in found:
+        features, point_ids = tiny_map.candidate_features(cand.index)
+        alone = matcher.match(query, features)
+        np.testing.assert_array_equal(cand.query_indices, alone.indices[:, 0])
+        np.testing.assert_array_equal(cand.point_ids, point_ids[alone.indices[:, 1]])
 
 
 def test_matching_gives_true_correspondences(tiny_map):

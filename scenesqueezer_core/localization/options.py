@@ -56,6 +56,12 @@ STAGE_OPTIONS: tuple[Option, ...] = (
            "intrinsics alike.", "image", value_range=(64, 100000)),
     Option("top_k", 15, "Number of map candidates (clusters of a compressed map, frames of an "
            "uncompressed one) retrieved per query image.", "retrieval", value_range=(1, 1000)),
+    Option("top_k_share", 1.0, "... at most this share of the map's candidates (rounded up): a "
+           "compressed map has few candidates, each a cluster of many frames (1.0: top_k alone).",
+           "retrieval", value_range=(0.01, 1.0)),
+    Option("max_similarity_gap", 2.0, "Retrieved candidates whose global similarity trails the best "
+           "one's by more than this are not matched (2.0: none is dropped; similarities are cosines).",
+           "retrieval", value_range=(0.0, 2.0)),
     Option("retrieval", "vlad", "Global retrieval model: 'vlad' (the map's VLAD codebook and "
            "whitening, cosine top-k).", "retrieval", choices=("vlad",)),
     Option("matcher", "", "2D-3D matcher: empty for the map's feature setup default, else one of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ class Retrieved:
 class VladRetrieval:
     """The map's own VLAD codebook + whitening over the query's local descriptors, cosine top-k.
 
-    Conf: ``top_k``.
+    Conf: ``top_k``, ``top_k_share``, ``max_similarity_gap``.
     """
 
     name: ClassVar[str] = "vlad"
@@ -35,14 +36,35 @@ class VladRetrieval:
         """(N, D) query descriptors -> the ``top_k`` candidates (``k`` if given), ranked among the
         (n,) candidate indices ``among`` only when given (the odometry prior's narrowed search)."""
         global_query = self.database.vlad.describe(query.descriptors)
-        k = int(self.conf["top_k"]) if k is None else k
         if among is not None:
+            k = int(self.conf["top_k"]) if k is None else k
             among = np.asarray(among, dtype=np.int64)
             local_order, similarities = top_k(global_query, self.database.global_descriptors[among], k)
             order = among[local_order]
-        else:
+        elif k is not None:
             order, similarities = top_k(global_query, self.database.global_descriptors, k)
+        else:  # the global search, narrowed by the map's size and the similarity gap
+            k = narrowed_top_k(self.conf, len(self.database.candidate_ids))
+            order, similarities = top_k(global_query, self.database.global_descriptors, k)
+            keep = within_similarity_gap(similarities, float(self.conf["max_similarity_gap"]))
+            order, similarities = order[keep], similarities[keep]
         return Retrieved(order, similarities, [int(self.database.candidate_ids[i]) for i in order])
+
+
+def narrowed_top_k(conf: dict[str, Any], num_candidates: int) -> int:
+    """``top_k``, capped at ``top_k_share`` of the map's candidates (rounded up).
+
+    A compressed map has few candidates, each a cluster of many frames: the same top-k that picks
+    a neighbourhood among 200 frames picks nearly every one of 17 clusters.
+    """
+    return max(1, min(int(conf["top_k"]), math.ceil(float(conf["top_k_share"]) * num_candidates)))
+
+
+def within_similarity_gap(similarities: np.ndarray, max_gap: float) -> np.ndarray:
+    """(k,) bool: the candidates (similarities best first) that trail the best by at most ``max_gap``."""
+    if len(similarities) == 0:
+        return np.zeros(0, bool)
+    return similarities >= similarities[0] - max_gap
 
 
 RETRIEVALS: dict[str, type[VladRetrieval]] = {VladRetrieval.name: VladRetrieval}
