@@ -4,7 +4,7 @@
     scenesqueezer build-map DATASET_DIR MAP_PATH [--features NAME] [--split mapping]
     scenesqueezer localize MAP_PATH DATASET_DIR --output RESULTS.json [--split query] [--top-k K]
     scenesqueezer evaluate RESULTS.json DATASET_DIR --output METRICS.json
-    scenesqueezer compress MAP_PATH OUT.sqz [--ratio 0.015] [--method qp]
+    scenesqueezer compress MAP_PATH OUT.sqz [--ratio 0.015 | --target-size 500KB] [--method qp] [--codes dsq|pq32|pq16|pq8] [--no-colors]
     scenesqueezer train-quantizer ...
     scenesqueezer export-bag DATASET_DIR BAG_OUT [--split query] [--storage mcap|sqlite3] [--compressed]
     scenesqueezer replay BAG MAP [--rate R | --as-fast-as-node] [--offline | --connect] [--output REPORT_DIR]
@@ -146,6 +146,14 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]] | N
     p.add_argument("output", help="CompressedMap file to write (.sqz)")
     p.add_argument("--ratio", type=float, default=0.015, help="fraction of each cluster's points to keep")
     p.add_argument("--method", default="qp", help="qp | learned | random | kc | kcp")
+    p.add_argument("--target-size", default=None,
+                   help="file size to fit, e.g. 500KB or 1.5MB (KB = 1000 B, KiB = 1024 B): chooses the ratio and, "
+                        "unless --codes is given, the descriptor codes, and prints the choice (empty: use --ratio)")
+    p.add_argument("--codes", default=None,
+                   help="descriptor codes: dsq (8-bit, 64 B per XFeat point; the default) | pq32 | pq16 | pq8 "
+                        "(product quantization, 32 / 16 / 8 B)")
+    p.add_argument("--no-colors", action="store_true", help="store no point colours (3 B per point; only the ROS "
+                                                            "point cloud shows them)")
     p.add_argument("--workers", type=int, default=None, help="process-pool size (default: CPU count)")
     p.add_argument("--executor", default="process", help="serial | process | ray (optional extra)")
     p.add_argument("--address", default=None, help="Ray cluster address with --executor ray (default: start a local Ray)")

@@ -9,7 +9,9 @@ from scenesqueezer_core.cli import main
 from scenesqueezer_core.compression.compress import compress_map
 from scenesqueezer_core.errors import ConfigError, MapFileError
 from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES, CompressedMap
+from scenesqueezer_core.maps.mapfile import read_map_file, write_map_file
 from scenesqueezer_core.maps.scene_map import SceneMap
+from scipy.spatial import cKDTree
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +30,19 @@ def test_compressed_file_content(compressed, small_street_map):
     assert len(cmap.points_xyz) < source.num_points
     assert report["file_bytes"] == path.stat().st_size < small_street_map.stat().st_size / 10
     assert sum(report["components"].values()) == report["file_bytes"]
-    # kept points are real map points (positions copied exactly, float32)
-    src = {tuple(np.round(p, 3)) for p in np.asarray(source.points_xyz, np.float32)}
-    assert all(tuple(np.round(p, 3)) in src for p in cmap.points_xyz[:50])
-    # decoded descriptors are unit vectors cached at load
-    assert np.allclose(np.linalg.norm(cmap.descriptors, axis=1), 1.0, atol=1e-3)
+    # kept points are real map points, within the stated fixed-point error of their positions
+    _, nearest = cKDTree(np.asarray(source.points_xyz)).query(cmap.points_xyz)
+    bound = cmap.info["points_xyz_max_error_m"]
+    assert 0 < bound < 1e-3
+    assert np.abs(cmap.points_xyz - np.asarray(source.points_xyz)[nearest]).max() <= bound
+    # the file packs ids and coordinates (format version 2)
+    container = read_map_file(path)
+    assert container.version == 2 and container.arrays["points_xyz_fixed"].dtype == np.uint16
+    assert container.arrays["cluster_point_ids"].dtype == np.min_scalar_type(len(cmap.points_xyz) - 1)
+    # descriptors are decoded on demand (unit vectors), not held for the whole map
+    assert np.allclose(np.linalg.norm(cmap.point_descriptors(np.arange(len(cmap.points_xyz))), axis=1), 1.0, atol=1e-3)
+    assert not any(isinstance(v, np.ndarray) and v.dtype == np.float32 and v.shape[0] == len(cmap.points_xyz)
+                   and v.ndim == 2 and v.shape[1] == 64 for v in vars(cmap).values())
 
 
 def test_localize_on_compressed_map(compressed, small_street_scene, tmp_path):
@@ -75,9 +85,9 @@ def test_executors_give_identical_files(small_street_map, tmp_path):
     assert loaded.cluster_frame_centers is not None
     # every kept point carries its SceneMap multi-view flag (matched by position)
     source = SceneMap.load(small_street_map)
-    flags = {tuple(xyz): mv for xyz, mv in zip(np.asarray(source.points_xyz, np.float32), source.multiview_points())}
+    _, nearest = cKDTree(np.asarray(source.points_xyz)).query(loaded.points_xyz)
     assert loaded.points_multiview_bits is not None
-    assert [bool(flags[tuple(xyz)]) for xyz in loaded.points_xyz] == loaded.points_multiview.tolist()
+    assert source.multiview_points()[nearest].tolist() == loaded.points_multiview.tolist()
 
 
 def test_ray_executor_with_two_local_workers_gives_the_same_file(small_street_map, tmp_path):
@@ -135,3 +145,79 @@ def test_process_pool_after_torch_in_the_same_process_does_not_hang(small_street
         process.wait()
         pytest.fail("compression in a process pool hung after torch ran in the parent (fork + OpenMP)")
     assert CompressedMap.load(out).info["conf"]["method"] == "learned"
+
+
+def test_product_codes_without_colours_localize_from_a_smaller_file(compressed, small_street_map, small_street_scene,
+                                                                     tmp_path):
+    """pq16 codes and no colours: 16 + 0 instead of 64 + 3 bytes per point; the localizer still
+    registers day queries (decoding each retrieved cluster on demand, a bounded cache of clusters)."""
+    dsq_path, dsq_report = compressed
+    path = tmp_path / "pq16.sqz"
+    assert main(["compress", str(small_street_map), str(path), "--ratio", "0.1", "--codes", "pq16", "--no-colors",
+                 "--workers", "1"]) == 0
+    cmap = CompressedMap.load(path)
+    assert cmap.descriptor_codes == "pq16" and cmap.points_codes.shape[1] == 16
+    assert "points_color" not in read_map_file(path).arrays and not cmap.stores_colors
+    assert np.all(np.asarray(cmap.points_color) == 128) and cmap.points_color.shape == (len(cmap.points_xyz), 3)
+    dsq = CompressedMap.load(dsq_path)
+    assert len(cmap.points_xyz) == len(dsq.points_xyz)  # same selection, smaller codes
+    assert path.stat().st_size <= dsq_report["file_bytes"] - len(cmap.points_xyz) * (64 - 16 + 3)
+    results, metrics = tmp_path / "r.json", tmp_path / "m.json"
+    assert main(["localize", str(path), str(small_street_scene), "--output", str(results), "--split", "query_day"]) == 0
+    assert main(["evaluate", str(results), str(small_street_scene), "--output", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["recall"]["0.5m_5deg"] >= 0.6
+    from scenesqueezer_core.maps.compressed_map import DESCRIPTOR_CACHE_CLUSTERS
+    for cluster in range(cmap.num_clusters):
+        features, ids = cmap.candidate_features(cluster)
+        assert np.allclose(features.descriptors, cmap.point_descriptors(ids))
+    assert cmap._cluster_descriptors.cache_info().currsize == min(cmap.num_clusters, DESCRIPTOR_CACHE_CLUSTERS)
+
+
+def _write_version_1(cmap: CompressedMap, path):
+    """The version-1 writer (float32 coordinates, int32 ids, colours always), kept only here."""
+    meta = {"feature_setup": cmap.feature_setup, "info": {k: v for k, v in cmap.info.items() if k != "stores_colors"},
+            "cameras": [{"model": c.model, "width": c.width, "height": c.height, "params": c.params.tolist()}
+                        for c in cmap.cameras]}
+    meta["info"]["models"] = {k: v for k, v in cmap.info["models"].items() if k != "descriptor_codes"}
+    arrays = {name: getattr(cmap, name) for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES}
+    arrays["cluster_point_ids"] = arrays["cluster_point_ids"].astype(np.int32)
+    arrays["points_color"] = np.ascontiguousarray(arrays["points_color"])
+    return write_map_file(path, "compressed_map", meta, arrays, version=1)
+
+
+def test_version_1_files_still_load_and_unknown_versions_name_the_fix(compressed, tmp_path):
+    new = CompressedMap.load(compressed[0])
+    old = CompressedMap.load(_write_version_1(new, tmp_path / "v1.sqz"))
+    assert read_map_file(tmp_path / "v1.sqz").version == 1 and old.descriptor_codes == "dsq"
+    for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES:
+        assert np.array_equal(getattr(old, name), getattr(new, name)), name
+    for cluster in range(new.num_clusters):
+        (f_old, ids_old), (f_new, ids_new) = old.candidate_features(cluster), new.candidate_features(cluster)
+        assert np.array_equal(ids_old, ids_new) and np.array_equal(f_old.descriptors, f_new.descriptors)
+    arrays = dict(read_map_file(compressed[0]).arrays)
+    write_map_file(tmp_path / "v3.sqz", "compressed_map", read_map_file(compressed[0]).meta, arrays, version=3)
+    with pytest.raises(MapFileError, match="format version 3.*update scenesqueezer"):
+        CompressedMap.load(tmp_path / "v3.sqz")
+
+
+def test_target_size_fits_the_file_and_says_what_it_chose(small_street_map, tmp_path, capsys):
+    budget = 60_000
+    out = tmp_path / "budget.sqz"
+    assert main(["compress", str(small_street_map), str(out), "--target-size", "60KB", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    cmap = CompressedMap.load(out)
+    assert out.stat().st_size <= budget
+    assert f"{cmap.descriptor_codes} descriptor codes, ratio" in printed and "target size 60000 bytes" in printed
+    # the budget is spent: a map with more points would not fit (within the search's resolution)
+    assert out.stat().st_size > 0.8 * budget or cmap.info["conf"]["ratio"] >= 1.0
+    assert cmap.info["conf"]["target_size"] == budget
+
+
+def test_impossible_target_size_is_one_clear_error_and_writes_nothing(small_street_map, tmp_path, capsys):
+    out = tmp_path / "tiny.sqz"
+    assert main(["compress", str(small_street_map), str(out), "--target-size", "3KB", "--workers", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "below the smallest map of this scene" in error and "raise --target-size" in error
+    assert len(error.splitlines()) == 1 and not out.exists() and not any(tmp_path.iterdir())
+    assert main(["compress", str(small_street_map), str(out), "--target-size", "lots"]) == 2
+    assert "cannot read the size 'lots'" in capsys.readouterr().err

@@ -1,5 +1,9 @@
 """SceneMap -> CompressedMap: clusters, per-cluster point selection, quantization, one file.
 
+The point budget is a ratio of each cluster's points (``ratio``) or a file size in bytes
+(``target_size``): then ``fit_target_size`` searches the ratio, and the descriptor codes unless they
+are given, for the largest map that fits, and reports what it chose.
+
 Per-cluster work is a pure function ``select_cluster(ClusterTask) -> ClusterSelection`` of the
 cluster's arrays and the config, so it runs unchanged in-process, in a process pool (default) or on
 another executor, and gives identical results whichever runs it.
@@ -26,8 +30,9 @@ from ..learned.data import cluster_inputs
 from ..learned.inference import learned_weights_for, load_learned_model, score_cluster
 from ..maps.compressed_map import CompressedMap
 from ..maps.database import SceneMapDatabase
+from ..maps.descriptor_codes import DSQ_CODES, check_descriptor_codes, load_descriptor_codec
 from ..maps.global_model import load_global_model
-from ..maps.quantizer import load_descriptor_quantizer
+from ..maps.packed_geometry import max_quantization_error, quantize_points, spatial_order
 from ..maps.scene_map import SceneMap
 from ..selection.baselines import select_kcover, select_kcover_prioritized, select_random
 from ..selection.clustering import cluster_frames
@@ -48,7 +53,16 @@ DEFAULT_COMPRESS_CONF: dict[str, Any] = {
     "clustering": {},  # passed to selection.clustering.cluster_frames
     "learned_weights": None,  # method "learned": safetensors path; None = the shipped weights of the feature setup
     "seed": 0,
+    "codes": DSQ_CODES,  # descriptor codes (maps.descriptor_codes): dsq (8-bit, 64 B for XFeat) | pq32 | pq16 | pq8
+    "colors": True,  # store each point's colour (3 B; only the ROS point cloud shows it)
+    "target_size": None,  # bytes: choose ratio (and codes, unless given) so that the file fits; None: use ratio
 }
+# Codes tried, in this order, for a target size when the codes are not given: the first that fits
+# the budget with at least TARGET_SIZE_MIN_RATIO of each cluster's points wins, else the smallest.
+TARGET_SIZE_CODES = ("dsq", "pq32", "pq16", "pq8")
+TARGET_SIZE_MIN_RATIO = 0.0
+# Compressions tried per code size while searching the ratio for a target size.
+TARGET_SIZE_SEARCH_STEPS = 6
 
 
 @dataclass
@@ -190,30 +204,47 @@ def run_selection(tasks: list[ClusterTask], executor: str = "process", workers: 
     raise ConfigError(f"unknown executor {executor!r}; choose serial, process or ray")
 
 
-def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: dict[str, Any] | None = None,
-                 executor: str = "process", workers: int | None = None, address: str | None = None) -> dict[str, Any]:
-    """Compress a SceneMap file into a CompressedMap file; returns a report (sizes, timings)."""
-    conf = merge_conf(DEFAULT_COMPRESS_CONF, conf)
-    if conf["method"] not in METHODS:
-        raise ConfigError(f"unknown compression method {conf['method']!r}; choose one of {', '.join(METHODS)}")
-    if not 0 < float(conf["ratio"]) <= 1:
-        raise ConfigError(f"ratio must be in (0, 1], got {conf['ratio']}")
+@dataclass
+class _Prepared:
+    """What every ratio and code size of one source map shares."""
+
+    scene_map: SceneMap
+    map_path: Path
+    extractor: str
+    clusters: list
+    point_desc: np.ndarray  # (P, D) mean observation descriptors
+    global_raw: dict[int, np.ndarray]  # cluster index -> (G,) global descriptor of its representative
+    residual_px: float
+    timings: dict[str, float]
+
+
+def _prepare(map_path: str | os.PathLike, conf: dict[str, Any]) -> _Prepared:
     timings: dict[str, float] = {}
-    t_all = time.perf_counter()
     scene_map = SceneMap.load(map_path)
     extractor = extractor_name(scene_map.feature_setup)
-
     t0 = time.perf_counter()
     poses = [scene_map.pose(f) for f in range(scene_map.num_frames)]
     centers = np.stack([p.center for p in poses])
     directions = np.stack([viewing_direction(p) for p in poses])
     clusters = cluster_frames(scene_map.visibility(), centers, directions, **conf["clustering"])
     timings["clustering"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     point_desc = scene_map.point_descriptors()
-    tasks = _tasks(scene_map, clusters, conf, point_desc)
+    vlad, _ = load_global_model(extractor)
+    global_raw = {ci: vlad.describe(scene_map.frame_features(int(c.representative)).descriptors)
+                  for ci, c in enumerate(clusters)}
     timings["prepare"] = time.perf_counter() - t0
+    return _Prepared(scene_map, Path(map_path), extractor, clusters, point_desc, global_raw,
+                     SceneMapDatabase(scene_map).own_residual_px, timings)
+
+
+def _compress_at(prep: _Prepared, conf: dict[str, Any], executor: str, workers: int | None,
+                 address: str | None) -> tuple[CompressedMap, dict[str, Any]]:
+    """The CompressedMap (not written) of conf's ratio and codes, and its report fields."""
+    scene_map, clusters, timings = prep.scene_map, prep.clusters, dict(prep.timings)
+    t0 = time.perf_counter()
+    tasks = _tasks(scene_map, clusters, conf, prep.point_desc)
+    timings["prepare"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     selections = run_selection(tasks, executor, workers, address)
     timings["selection_wall"] = time.perf_counter() - t0
@@ -222,21 +253,24 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
 
     t0 = time.perf_counter()
     kept_union = np.unique(np.concatenate([s.kept for s in selections])) if selections else np.zeros(0, np.int64)
+    # file order along a Morton curve: the fixed-point blocks of the coordinates stay small
+    kept_union = kept_union[spatial_order(np.asarray(scene_map.points_xyz[kept_union]))]
     remap = np.full(scene_map.num_points, -1, dtype=np.int64)
     remap[kept_union] = np.arange(len(kept_union))
-    descriptor_model = load_descriptor_quantizer(extractor)
-    codes = descriptor_model.encode(point_desc[kept_union])
-    vlad, global_model = load_global_model(extractor)
+    descriptor_model = load_descriptor_codec(prep.extractor, conf["codes"])
+    codes = descriptor_model.encode(prep.point_desc[kept_union])
+    _, global_model = load_global_model(prep.extractor)
     task_by_cluster = {s.cluster_index: s for s in selections}
     used = [ci for ci in range(len(clusters)) if ci in task_by_cluster]
     reps = [int(clusters[ci].representative) for ci in used]
-    global_raw = np.stack([vlad.describe(scene_map.frame_features(r).descriptors) for r in reps])
-    global_codes = global_model.encode(global_raw)
+    global_codes = global_model.encode(np.stack([prep.global_raw[ci] for ci in used]))
     timings["quantization"] = time.perf_counter() - t0
 
+    xyz = np.asarray(scene_map.points_xyz[kept_union], dtype=np.float64)
     offsets = np.concatenate([[0], np.cumsum([len(task_by_cluster[ci].kept) for ci in used])]).astype(np.int64)
-    cluster_point_ids = (np.concatenate([remap[task_by_cluster[ci].kept] for ci in used]).astype(np.int32)
-                         if used else np.zeros(0, np.int32))
+    cluster_point_ids = (np.concatenate([remap[task_by_cluster[ci].kept] for ci in used]).astype(np.int64)
+                         if used else np.zeros(0, np.int64))
+    corner, step, fixed = quantize_points(xyz)
     cmap = CompressedMap(
         feature_setup=scene_map.feature_setup,
         cameras=[scene_map.cameras[r] for r in reps],
@@ -245,7 +279,7 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
         cluster_global_codes=global_codes,
         cluster_point_offsets=offsets,
         cluster_point_ids=cluster_point_ids,
-        points_xyz=np.asarray(scene_map.points_xyz[kept_union], dtype=np.float32),
+        points_xyz=xyz.astype(np.float32),
         points_codes=codes,
         points_color=np.asarray(scene_map.points_color[kept_union], dtype=np.uint8),
         points_multiview_bits=np.packbits(scene_map.multiview_points()[kept_union]),
@@ -253,52 +287,176 @@ def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: d
         cluster_frame_centers=np.array([scene_map.pose(int(f)).center for ci in used for f in clusters[ci].frame_ids],
                                        dtype=np.float32).reshape(-1, 3),
         info={
-            "source_map": str(map_path),
-            "source_map_bytes": Path(map_path).stat().st_size,
+            "source_map": str(prep.map_path),
+            "source_map_bytes": prep.map_path.stat().st_size,
             "source_points": scene_map.num_points,
-            "source_residual_px": SceneMapDatabase(scene_map).own_residual_px,
+            "source_residual_px": prep.residual_px,
             "conf": {k: v for k, v in conf.items()},
+            "stores_colors": bool(conf["colors"]),
+            # the stated bound of packed_geometry (half a block step + float32 rounding), its largest value
+            "points_xyz_max_error_m": float(max_quantization_error(corner, step, fixed).max(initial=0.0)),
             "clusters": [{"frames": [int(f) for f in clusters[ci].frame_ids], "representative": int(clusters[ci].representative),
                           "points_observed": len(tasks[i].point_ids), "points_kept": len(task_by_cluster[ci].kept)}
                          for i, ci in enumerate(used)],
-            "models": {"descriptor_features": extractor, "descriptor_hash": descriptor_model.content_hash,
-                       "global_features": extractor, "global_hash": global_model.content_hash},
+            "models": {"descriptor_features": prep.extractor, "descriptor_codes": conf["codes"],
+                       "descriptor_hash": descriptor_model.content_hash,
+                       "global_features": prep.extractor, "global_hash": global_model.content_hash},
         },
     )
+    report = {"timings": timings, "num_clusters": len(used), "num_points_kept": int(len(kept_union)),
+              "num_points_source": int(scene_map.num_points), "ratio": float(conf["ratio"]), "codes": conf["codes"]}
+    return cmap, report
+
+
+def _cluster_sizes(prep: _Prepared) -> np.ndarray:
+    """(C,) points observed by each cluster that has any (the m of every selection task)."""
+    visibility = prep.scene_map.visibility().tocsc()
+    sizes = [int(np.count_nonzero(np.asarray(visibility[np.asarray(c.frame_ids, np.int64)].sum(axis=0)).ravel()))
+             for c in prep.clusters]
+    return np.array([m for m in sizes if m > 0], dtype=np.int64)
+
+
+def _points_selected(sizes: np.ndarray, ratio: float, min_points: int) -> int:
+    """Sum over clusters of the points selection keeps at ``ratio`` (the same rule as _tasks)."""
+    return int(np.minimum(sizes, np.maximum(np.ceil(ratio * sizes), min_points)).sum())
+
+
+def fit_target_size(prep: _Prepared, conf: dict[str, Any], codes_options: tuple[str, ...], executor: str,
+                    workers: int | None, address: str | None) -> tuple[CompressedMap, dict[str, Any]]:
+    """The largest map (by ratio) of the first code size in ``codes_options`` that fits ``conf["target_size"]``
+    bytes with at least TARGET_SIZE_MIN_RATIO kept, else the fitting map of the smallest code size.
+
+    Size is close to affine in the number of selected points (codes, coordinates, ids per point; a
+    fixed part per cluster), so each code size is searched by secant steps on the measured sizes,
+    falling back to bisection, at most TARGET_SIZE_SEARCH_STEPS compressions each.
+    """
+    target = int(conf["target_size"])
+    sizes = _cluster_sizes(prep)
+    min_points = int(conf["min_points_per_cluster"])
+    floor_ratio = 1.0 / max(int(sizes.max(initial=1)), 1)  # every cluster at its minimum
+    smallest: tuple[int, str] | None = None
+    fitting: tuple[CompressedMap, dict[str, Any]] | None = None
+    for codes in codes_options:
+        best: tuple[CompressedMap, dict[str, Any]] | None = None
+        low, high = 0.0, None  # the largest ratio known to fit, the smallest known not to
+        measured: list[tuple[int, int]] = []  # (points selected, file bytes)
+        tried: set[float] = set()
+        ratio: float | None = floor_ratio
+        for _ in range(TARGET_SIZE_SEARCH_STEPS):
+            if ratio is None:
+                break
+            tried.add(ratio)
+            cmap, report = _compress_at(prep, {**conf, "ratio": ratio, "codes": codes}, executor, workers, address)
+            nbytes = cmap.serialized_bytes()
+            measured.append((_points_selected(sizes, ratio, min_points), nbytes))
+            if nbytes <= target:
+                low = ratio
+                best = (cmap, report)
+                if ratio >= 1.0:
+                    break
+            else:
+                high = ratio
+                if ratio == floor_ratio:
+                    break
+            ratio = _next_ratio(sizes, min_points, measured, target, low, high, tried)
+        if best is None:
+            if smallest is None or measured[0][1] < smallest[0]:
+                smallest = (measured[0][1], codes)
+            continue
+        fitting = best
+        if best[1]["ratio"] >= TARGET_SIZE_MIN_RATIO:
+            return best
+    if fitting is not None:
+        return fitting
+    assert smallest is not None
+    raise ConfigError(
+        f"target size {target} bytes is below the smallest map of this scene: {smallest[0]} bytes with "
+        f"{smallest[1]} codes and {min_points} points per cluster in {len(sizes)} clusters; "
+        "raise --target-size (or keep fewer clusters: coarser clustering)"
+    )
+
+
+RATIO_STEP = 1.0 / 4096  # resolution of the ratio search for a target size
+
+
+def _next_ratio(sizes: np.ndarray, min_points: int, measured: list[tuple[int, int]], target: int,
+                low: float, high: float | None, tried: set[float]) -> float | None:
+    """The next ratio to try (None: done): where the line through the last two measurements (after
+    one: its bytes per point) reaches 98 % of the target, on a RATIO_STEP grid inside (low, high)."""
+    points, nbytes = measured[-1]
+    if len(measured) >= 2 and measured[-1][0] != measured[-2][0]:
+        per_point = (measured[-1][1] - measured[-2][1]) / (measured[-1][0] - measured[-2][0])
+    else:
+        per_point = nbytes / max(points, 1)
+    wanted_points = points + (0.98 * target - nbytes) / max(per_point, 1e-6)
+    grid = np.arange(1, int(round(1 / RATIO_STEP)) + 1) * RATIO_STEP
+    selected = np.minimum(sizes[None], np.maximum(np.ceil(grid[:, None] * sizes[None]), min_points)).sum(axis=1)
+    ratio = float(grid[max(int(np.searchsorted(selected, wanted_points, side="right")) - 1, 0)])
+    if high is not None and high - low <= RATIO_STEP:
+        return None
+    if not (low < ratio and (high is None or ratio < high)) or ratio in tried:
+        ratio = 0.5 * (low + high) if high is not None else min(1.0, 2 * max(low, RATIO_STEP))
+    return None if ratio in tried or ratio <= low else ratio
+
+
+def compress_map(map_path: str | os.PathLike, output: str | os.PathLike, conf: dict[str, Any] | None = None,
+                 executor: str = "process", workers: int | None = None, address: str | None = None) -> dict[str, Any]:
+    """Compress a SceneMap file into a CompressedMap file; returns a report (sizes, timings, what was chosen)."""
+    codes_given = "codes" in (conf or {})
+    conf = merge_conf(DEFAULT_COMPRESS_CONF, conf)
+    if conf["method"] not in METHODS:
+        raise ConfigError(f"unknown compression method {conf['method']!r}; choose one of {', '.join(METHODS)}")
+    if not 0 < float(conf["ratio"]) <= 1:
+        raise ConfigError(f"ratio must be in (0, 1], got {conf['ratio']}")
+    check_descriptor_codes(conf["codes"])
+    if conf["target_size"] is not None and int(conf["target_size"]) <= 0:
+        raise ConfigError(f"target size must be a positive number of bytes, got {conf['target_size']}")
+    t_all = time.perf_counter()
+    prep = _prepare(map_path, conf)
+    if conf["target_size"] is None:
+        cmap, report = _compress_at(prep, conf, executor, workers, address)
+    else:
+        options = (conf["codes"],) if codes_given else TARGET_SIZE_CODES
+        cmap, report = fit_target_size(prep, conf, options, executor, workers, address)
     t0 = time.perf_counter()
     out = cmap.save(output)
-    timings["writing"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_all
-    report = size_report(cmap, Path(map_path).stat().st_size)
-    report["timings"] = timings
-    report["num_clusters"] = len(used)
-    report["num_points_kept"] = int(len(kept_union))
-    report["num_points_source"] = int(scene_map.num_points)
+    report["timings"]["writing"] = time.perf_counter() - t0
+    report["timings"]["total"] = time.perf_counter() - t_all
+    report.update(size_report(cmap, Path(map_path).stat().st_size))
+    report["target_size"] = conf["target_size"]
     report["path"] = str(out)
     return report
 
 
-def size_report(cmap, source_bytes: int) -> dict[str, Any]:
+def size_report(cmap: CompressedMap, source_bytes: int) -> dict[str, Any]:
+    arrays = cmap.file_arrays()
     components = {
-        "points_xyz": cmap.points_xyz.nbytes, "points_codes": cmap.points_codes.nbytes,
-        "points_color": cmap.points_color.nbytes,
-        "cluster_global_codes": cmap.cluster_global_codes.nbytes,
-        "cluster_points": cmap.cluster_point_ids.nbytes + cmap.cluster_point_offsets.nbytes,
-        "cluster_poses": cmap.cluster_rotations.nbytes + cmap.cluster_translations.nbytes,
+        "points_xyz": sum(arrays[n].nbytes for n in ("points_xyz_block_corner", "points_xyz_block_step",
+                                                     "points_xyz_fixed")),
+        "points_codes": arrays["points_codes"].nbytes,
+        "points_color": arrays["points_color"].nbytes if "points_color" in arrays else 0,
+        "cluster_global_codes": arrays["cluster_global_codes"].nbytes,
+        "cluster_points": arrays["cluster_point_ids"].nbytes + arrays["cluster_point_offsets"].nbytes,
+        "cluster_poses": arrays["cluster_rotations"].nbytes + arrays["cluster_translations"].nbytes,
+        "cluster_frames_and_multiview": sum(arrays[n].nbytes for n in ("cluster_frame_offsets", "cluster_frame_centers",
+                                                                     "points_multiview_bits") if n in arrays),
     }
     file_bytes = cmap.file_bytes
     components["header_and_manifest"] = file_bytes - sum(components.values())
     num_points = max(len(cmap.points_xyz), 1)
     return {"file_bytes": file_bytes, "source_bytes": source_bytes,
             "ratio_to_uncompressed": file_bytes / max(source_bytes, 1),
-            "bytes_per_point": file_bytes / num_points, "components": components}
+            "bytes_per_point": file_bytes / num_points, "components": components,
+            "points_xyz_max_error_m": cmap.info.get("points_xyz_max_error_m")}
 
 
 def format_size_report(report: dict[str, Any]) -> str:
     lines = [f"compressed map {report['path']}: {report['file_bytes'] / 1e6:.3f} MB "
              f"({100 * report['ratio_to_uncompressed']:.2f} % of {report['source_bytes'] / 1e6:.2f} MB), "
              f"{report['num_points_kept']} of {report['num_points_source']} points in {report['num_clusters']} clusters, "
-             f"{report['bytes_per_point']:.1f} bytes/point"]
+             f"{report['bytes_per_point']:.1f} bytes/point; {report['codes']} descriptor codes, ratio "
+             f"{report['ratio']:.4g}"
+             + (f" (chosen for the target size {report['target_size']} bytes)" if report.get("target_size") else "")]
     for name, nbytes in report["components"].items():
         lines.append(f"  {name:<22} {nbytes / 1e3:10.1f} kB")
     lines.append("  timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings"].items()))
@@ -306,8 +464,27 @@ def format_size_report(report: dict[str, Any]) -> str:
 
 
 def compress_map_cli(args) -> int:
-    conf = {"ratio": args.ratio, "method": args.method, "seed": args.seed}
+    conf: dict[str, Any] = {"ratio": args.ratio, "method": args.method, "seed": args.seed, "colors": not args.no_colors}
+    if args.codes is not None:
+        conf["codes"] = args.codes
+    if args.target_size:  # the launch file passes an empty value for "no target size"
+        conf["target_size"] = parse_byte_size(args.target_size)
     report = compress_map(args.map_path, args.output, conf, executor=getattr(args, "executor", "process"),
                           workers=args.workers, address=getattr(args, "address", None))
     print(format_size_report(report))
     return 0
+
+
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_byte_size(text: str) -> int:
+    """'500KB', '1.5 MB', '640KiB', '800000' -> bytes (KB = 1000 B, KiB = 1024 B)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _BYTE_UNITS:
+        raise ConfigError(f"cannot read the size {text!r}; write a number of bytes with an optional unit "
+                          "(B, KB, MB, GB, KiB, MiB, GiB), e.g. 500KB")
+    return int(float(match.group(1)) * _BYTE_UNITS[unit])

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from ..features.base import merge_conf
 from ..features.matchers import mutual_nearest_neighbours
+from ..maps.descriptor_codes import DescriptorCodec
 from ..maps.quantizer import DescriptorQuantizer, DSQAutoEncoder, GlobalQuantizer
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def match_agreement(raw: np.ndarray, other: np.ndarray) -> float:
     return len(raw_set & {tuple(r) for r in other.tolist()}) / len(raw_set)
 
 
-def evaluate_descriptor_quantizer(model: DSQAutoEncoder, desc0: np.ndarray, desc1: np.ndarray) -> dict[str, float]:
+def evaluate_descriptor_quantizer(model: DescriptorCodec, desc0: np.ndarray, desc1: np.ndarray) -> dict[str, float]:
     """Validation numbers on one image pair (desc0 (N0, D), desc1 (N1, D)).
 
     - ``cosine``: mean cosine between raw and decoded descriptors.

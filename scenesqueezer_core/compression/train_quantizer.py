@@ -3,6 +3,10 @@
     python -m scenesqueezer_core.compression.train_quantizer --features xfeat \
         --data ../shared/data/strecha_castle_p30 ../shared/data/strecha_fountain_p11 --output weights/
 
+``--codes pq32 pq16 pq8`` trains product-quantizer codebooks (k-means per sub-space,
+``compression.product_quantizer_training``) instead of the DSQ auto-encoder (``--codes dsq``, the
+default); each is written as ``product_quantizer_<features>_<bytes>.safetensors`` + ``.json``.
+
 ``main(argv)`` is what ``scenesqueezer train-quantizer`` runs. Training descriptors come from the
 ``mapping`` split (with matches between neighbouring frames as same-point pairs); validation pairs
 are consecutive frames of the ``query`` split, which the quantizer never saw.
@@ -26,7 +30,9 @@ from ..dataset import load_dataset, read_image
 from ..features import FEATURE_SETUPS, get_extractor, get_matcher, setup_extractor
 from ..features.base import Features
 from ..features.matchers import mutual_nearest_neighbours
-from ..maps.quantizer import DescriptorQuantizer
+from ..maps.descriptor_codes import DESCRIPTOR_CODES, DSQ_CODES, DescriptorCodec
+from ..maps.product_quantizer import shipped_product_quantizer_path
+from .product_quantizer_training import train_product_quantizer
 from .quantizer_training import (
     DESCRIPTOR_TRAIN_CONF,
     evaluate_descriptor_quantizer,
@@ -95,7 +101,7 @@ def neighbour_matches(descriptors: list[np.ndarray], centres: np.ndarray, neighb
     return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
 
 
-def validate(model: DescriptorQuantizer, setup: str,
+def validate(model: DescriptorCodec, setup: str,
              pairs: list[tuple[str, Features, Features]]) -> dict[str, Any]:
     """Per-pair and mean validation numbers: cosine, plain mutual-NN agreement, and agreement of the
     setup's own matcher (raw/raw vs raw query/decoded map)."""
@@ -122,8 +128,8 @@ def consecutive_pairs(items: list[tuple[str, Features, np.ndarray]]) -> list[tup
 
 def train_from_datasets(
     setup: str, data: list[str], conf: dict[str, Any] | None = None, cache_dir: str | None = None,
-    max_descriptors: int | None = None, seed: int = 0,
-) -> tuple[DescriptorQuantizer, dict[str, Any]]:
+    max_descriptors: int | None = None, seed: int = 0, codes: str = DSQ_CODES,
+) -> tuple[Any, dict[str, Any]]:
     """Train on the mapping splits of ``data`` and validate on consecutive pairs of their query splits."""
     extractor_name, extractor_conf = setup_extractor(setup)
     started = time.perf_counter()
@@ -148,7 +154,13 @@ def train_from_datasets(
         matches = matches[(matches >= 0).all(1)]
         all_desc = all_desc[keep]
     conf = {**(conf or {}), "features": extractor_name, "seed": seed}
-    model = train_descriptor_quantizer(all_desc, conf, matches=matches)
+    model: Any
+    if codes == DSQ_CODES:
+        model = train_descriptor_quantizer(all_desc, conf, matches=matches)
+        history, model_conf, weights_bytes = model.training_history, model.conf, model.num_bytes
+    else:
+        model = train_product_quantizer(all_desc, int(codes.removeprefix("pq")), features=extractor_name, seed=seed)
+        history, model_conf, weights_bytes = model.training, {"codes": codes}, model.codebooks.nbytes
     report = {
         "features": extractor_name,
         "feature_setup": setup,
@@ -156,11 +168,12 @@ def train_from_datasets(
         "train_images": len(train_items),
         "train_descriptors": int(len(all_desc)),
         "train_match_pairs": int(len(matches)),
-        "train_conf": {**DESCRIPTOR_TRAIN_CONF, **conf},
-        "training_history": model.training_history,
+        "codes": codes,
+        "train_conf": {**DESCRIPTOR_TRAIN_CONF, **conf} if codes == DSQ_CODES else {"seed": seed},
+        "training_history": history,
         "extract_seconds": extract_seconds,
-        "model_conf": model.conf,
-        "weights_bytes": model.num_bytes,
+        "model_conf": model_conf,
+        "weights_bytes": weights_bytes,
         "content_hash": model.content_hash,
         "validation": validate(model, setup, val_pairs) if val_pairs else None,
     }
@@ -174,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--features", required=True, choices=sorted(FEATURE_SETUPS), help="feature setup")
     parser.add_argument("--data", required=True, nargs="+", help="dataset folder(s) with images/, sparse/, splits.json")
-    parser.add_argument("--output", required=True, help="output folder (quantizer_<features>.safetensors + .json)")
+    parser.add_argument("--output", required=True, help="output folder (quantizer_<features>.safetensors + .json, "
+                                                        "product_quantizer_<features>_<bytes>.* for --codes pqN)")
+    parser.add_argument("--codes", nargs="+", default=[DSQ_CODES], choices=DESCRIPTOR_CODES,
+                        help="what to train: dsq (the 8-bit auto-encoder) and/or pq32 pq16 pq8 (product quantizers)")
     parser.add_argument("--epochs", type=int, default=DESCRIPTOR_TRAIN_CONF["epochs"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-descriptors", type=int, default=None, help="subsample the training set")
@@ -187,16 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     conf = {"epochs": args.epochs, "num_threads": args.threads, "progress": not args.quiet}
-    model, report = train_from_datasets(args.features, args.data, conf, args.cache_dir, args.max_descriptors, args.seed)
     out_dir = Path(args.output)
-    weights = model.to_safetensors(out_dir / f"quantizer_{report['features']}.safetensors")
-    report["command"] = "scenesqueezer train-quantizer " + " ".join(argv if argv is not None else sys.argv[1:])
-    atomic_write_text(out_dir / f"quantizer_{report['features']}.json", json.dumps(report, indent=1, default=str) + "\n")
-    mean = (report["validation"] or {}).get("mean", {})
-    print(f"wrote {weights} ({weights.stat().st_size} bytes, sha256 {report['content_hash'][:12]}...)")
-    for key in ("cosine", "mnn_agreement_map", "mnn_agreement_both", "matcher_agreement_map"):
-        if key in mean:
-            print(f"  validation {key}: {mean[key]:.4f}")
+    command = "scenesqueezer train-quantizer " + " ".join(argv if argv is not None else sys.argv[1:])
+    for codes in args.codes:
+        model, report = train_from_datasets(args.features, args.data, conf, args.cache_dir, args.max_descriptors,
+                                            args.seed, codes=codes)
+        if codes == DSQ_CODES:
+            weights = model.to_safetensors(out_dir / f"quantizer_{report['features']}.safetensors")
+        else:
+            name = shipped_product_quantizer_path(report["features"], model.code_dim).name
+            weights = model.to_safetensors(out_dir / name)
+        report["command"] = command
+        atomic_write_text(weights.with_suffix(".json"), json.dumps(report, indent=1, default=str) + "\n")
+        mean = (report["validation"] or {}).get("mean", {})
+        print(f"wrote {weights} ({weights.stat().st_size} bytes, sha256 {report['content_hash'][:12]}...)")
+        for key in ("cosine", "mnn_agreement_map", "mnn_agreement_both", "matcher_agreement_map"):
+            if key in mean:
+                print(f"  validation {key}: {mean[key]:.4f}")
     return 0
 
 

@@ -1,9 +1,20 @@
 """CompressedMap (.sqz): per co-visible cluster a 1024-byte global code, the representative frame's
 intrinsics and pose, and the kept points' positions and uint8 descriptor codes (seed section C).
 
-The file is self-contained except for the shipped decoders, which it names by feature type and
-content hash: loading refuses a map whose decoders differ from the installed ones.
-Decoded descriptors are computed once at load and cached (the localizer never decodes per query).
+The file is self-contained except for the shipped decoders, which it names by feature type, code
+kind (``maps.descriptor_codes``) and content hash: loading refuses a map whose decoders differ from
+the installed ones.
+
+In memory a map holds the codes, not float descriptors: ``candidate_features`` decodes one
+cluster's codes when the localizer asks for it and keeps the last ``DESCRIPTOR_CACHE_CLUSTERS``
+clusters decoded, so a loaded map takes about its file size in RAM (a decoded XFeat descriptor is
+256 bytes; its code is 8 to 64).
+
+File layout versions (``mapfile.FORMAT_VERSIONS``): version 1 stored ``points_xyz`` as float32,
+ids as int32/int64 and always colours. Version 2 (written now) stores coordinates as 16-bit fixed
+point in blocks (``maps.packed_geometry``: error at most half a block step, recorded at compression
+as ``info["points_xyz_max_error_m"]``), ids and offsets in the smallest unsigned dtype, and colours
+only when kept (``info["stores_colors"]``). Both load into the same in-memory arrays.
 """
 
 from __future__ import annotations
@@ -19,20 +30,30 @@ import numpy as np
 from ..errors import MapFileError
 from ..features import FEATURE_SETUPS, extractor_name
 from ..features.base import Features
-from .mapfile import read_map_file, require_arrays, write_map_file
+from .descriptor_codes import DESCRIPTOR_CODES, DSQ_CODES, DescriptorCodec, load_descriptor_codec
+from .mapfile import map_file_bytes, read_map_file, require_arrays, write_map_file
 from ..retrieval import VladModel
 from ..types import Camera, Pose
 from .global_model import load_global_model
-from .quantizer import load_descriptor_quantizer
+from .packed_geometry import XYZ_BLOCK_POINTS, dequantize_points, quantize_points, smallest_unsigned
 
 COMPRESSED_MAP_KIND = "compressed_map"
+# The in-memory arrays; version-1 files hold exactly these (points_color always).
 ARRAY_NAMES = ["cluster_rotations", "cluster_translations", "cluster_global_codes", "cluster_point_offsets",
                "cluster_point_ids", "points_xyz", "points_codes", "points_color"]
+# Version 2 stores points_xyz as these three (packed_geometry) and points_color only when kept.
+PACKED_XYZ_ARRAY_NAMES = ["points_xyz_block_corner", "points_xyz_block_step", "points_xyz_fixed"]
+V2_ARRAY_NAMES = [n for n in ARRAY_NAMES if n not in ("points_xyz", "points_color")] + PACKED_XYZ_ARRAY_NAMES
 # Optional (added after the first release, same container version; older readers ignore them).
 # Maps without the frame centres fall back to the representative frame's centre; the two come together.
 FRAME_CENTER_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 # Maps without the multi-view bits have no trusted occluders: the localizer's occlusion check is off.
 OPTIONAL_ARRAY_NAMES = FRAME_CENTER_ARRAY_NAMES + ["points_multiview_bits"]
+# Shown for every point of a map compressed without colours (the ROS point cloud needs one).
+NO_COLOR_GREY = 128
+# Decoded clusters kept in memory: a localization asks for its top-k retrieved clusters, and
+# consecutive queries of a robot mostly ask for the same ones.
+DESCRIPTOR_CACHE_CLUSTERS = 64
 
 
 @dataclass
@@ -48,7 +69,7 @@ class CompressedMap:
     cluster_point_ids: np.ndarray  # (S,) int32 kept points of each cluster
     points_xyz: np.ndarray  # (P, 3) float32
     points_codes: np.ndarray  # (P, B) uint8 quantized descriptors
-    points_color: np.ndarray  # (P, 3) uint8
+    points_color: np.ndarray  # (P, 3) uint8 (NO_COLOR_GREY everywhere when the file stores none)
     # camera centres of every frame of each cluster: where a true query can stand (near-frame check)
     cluster_frame_offsets: np.ndarray | None = None  # (C + 1,) int64
     cluster_frame_centers: np.ndarray | None = None  # (F, 3) float32
@@ -56,10 +77,35 @@ class CompressedMap:
     points_multiview_bits: np.ndarray | None = None  # (ceil(P / 8),) uint8
     info: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
-    # filled at load: decoded arrays and the models
-    descriptors: np.ndarray | None = None  # (P, D) float32
+    # filled at load: the models and the decoded global descriptors
+    descriptor_codec: DescriptorCodec | None = None
     global_descriptors: np.ndarray | None = None  # (C, G) float32
     vlad: VladModel | None = None
+
+    @property
+    def descriptor_codes(self) -> str:
+        """Which codes points_codes holds (a maps.descriptor_codes name; maps before them hold DSQ codes)."""
+        return str((self.info.get("models") or {}).get("descriptor_codes", DSQ_CODES))
+
+    @property
+    def stores_colors(self) -> bool:
+        return bool(self.info.get("stores_colors", True))
+
+    def point_descriptors(self, point_ids: np.ndarray) -> np.ndarray:
+        """(N, D) float32 decoded descriptors of points ``(N,)`` (decoded now, not cached)."""
+        if self.descriptor_codec is None:
+            raise MapFileError("this compressed map was not loaded from a file; load it with CompressedMap.load")
+        return self.descriptor_codec.decode(np.asarray(self.points_codes[np.asarray(point_ids, dtype=np.int64)]))
+
+    @functools.cached_property
+    def _cluster_descriptors(self):
+        """cluster index -> (S_c, D) decoded descriptors of its points, the last DESCRIPTOR_CACHE_CLUSTERS kept."""
+        @functools.lru_cache(maxsize=DESCRIPTOR_CACHE_CLUSTERS)
+        def decode(cluster: int) -> np.ndarray:
+            decoded = self.point_descriptors(self.cluster_points(cluster))
+            decoded.flags.writeable = False  # shared by every caller: they get copies (fancy indexing)
+            return decoded
+        return decode
 
     @functools.cached_property
     def points_multiview(self) -> np.ndarray:
@@ -112,38 +158,73 @@ class CompressedMap:
         pose = Pose(self.cluster_rotations[index], self.cluster_translations[index])
         cam_pts = pose.transform(self.points_xyz[ids])
         front = cam_pts[:, 2] > 1e-3
+        descriptors = self._cluster_descriptors(int(index))[front]
         ids, cam_pts = ids[front], cam_pts[front]
         keypoints = camera.project(cam_pts).astype(np.float32)
-        feats = Features(keypoints, np.ones(len(ids), np.float32), self.descriptors[ids], (camera.width, camera.height))
+        feats = Features(keypoints, np.ones(len(ids), np.float32), descriptors, (camera.width, camera.height))
         return feats, ids
 
     # ---------------------------------------------------------------- file I/O
-    def save(self, path: str | os.PathLike) -> Path:
-        meta = {
+    def _manifest(self) -> dict[str, Any]:
+        return {
             "feature_setup": self.feature_setup,
             "cameras": [{"model": c.model, "width": c.width, "height": c.height, "params": c.params.tolist()}
                         for c in self.cameras],
             "info": self.info,
         }
-        arrays = {name: getattr(self, name) for name in ARRAY_NAMES + OPTIONAL_ARRAY_NAMES
-                  if getattr(self, name) is not None}
-        self.path = write_map_file(path, COMPRESSED_MAP_KIND, meta, arrays)
+
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of a version-2 file: fixed-point coordinates, packed ids, colours when kept.
+        Raises ValueError for points or ids that cannot be packed (not finite, negative)."""
+        corner, step, fixed = quantize_points(np.asarray(self.points_xyz))
+        arrays = {
+            "cluster_rotations": self.cluster_rotations, "cluster_translations": self.cluster_translations,
+            "cluster_global_codes": self.cluster_global_codes,
+            "cluster_point_offsets": smallest_unsigned(self.cluster_point_offsets),
+            "cluster_point_ids": smallest_unsigned(self.cluster_point_ids),
+            "points_xyz_block_corner": corner, "points_xyz_block_step": step, "points_xyz_fixed": fixed,
+            "points_codes": self.points_codes,
+        }
+        if self.stores_colors:
+            arrays["points_color"] = self.points_color
+        if self.cluster_frame_offsets is not None:
+            arrays["cluster_frame_offsets"] = smallest_unsigned(self.cluster_frame_offsets)
+        if self.cluster_frame_centers is not None:
+            arrays["cluster_frame_centers"] = self.cluster_frame_centers
+        if self.points_multiview_bits is not None:
+            arrays["points_multiview_bits"] = self.points_multiview_bits
+        return arrays
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the map as the newest file version (see the module docstring); atomic."""
+        self.path = write_map_file(path, COMPRESSED_MAP_KIND, self._manifest(), self.file_arrays())
         return self.path
+
+    def serialized_bytes(self) -> int:
+        """The size save() would write, without writing."""
+        return map_file_bytes(COMPRESSED_MAP_KIND, self._manifest(), self.file_arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True) -> CompressedMap:
         container = read_map_file(path, expected_kind=COMPRESSED_MAP_KIND, verify=verify)
-        require_arrays(container, ARRAY_NAMES)
         meta = container.meta
         try:
             cameras = [Camera(c["model"], int(c["width"]), int(c["height"]), np.asarray(c["params"]))
                        for c in meta["cameras"]]
             feature_setup = str(meta["feature_setup"])
             info = dict(meta.get("info", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
-        optional: dict[str, Any] = {k: container.arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in container.arrays}
-        required: dict[str, Any] = {k: container.arrays[k] for k in ARRAY_NAMES}
+        arrays = dict(container.arrays)
+        if container.version == 1:
+            require_arrays(container, ARRAY_NAMES)
+        else:
+            require_arrays(container, V2_ARRAY_NAMES + (["points_color"] if info.get("stores_colors", True) else []))
+            arrays["points_xyz"] = _unpack_points(path, *(arrays.pop(n) for n in PACKED_XYZ_ARRAY_NAMES))
+            if "points_color" not in arrays:
+                arrays["points_color"] = np.broadcast_to(np.uint8(NO_COLOR_GREY), (len(arrays["points_xyz"]), 3))
+        optional: dict[str, Any] = {k: arrays[k] for k in OPTIONAL_ARRAY_NAMES if k in arrays}
+        required: dict[str, Any] = {k: arrays[k] for k in ARRAY_NAMES}
         if sum(k in optional for k in FRAME_CENTER_ARRAY_NAMES) == 1:
             raise MapFileError(f"compressed map {path} holds only one of {' and '.join(FRAME_CENTER_ARRAY_NAMES)}; "
                                "recompress the map")
@@ -166,11 +247,15 @@ class CompressedMap:
                                f"'{names['global_features']}' features but the map says '{self.feature_setup}'; "
                                "recompress the map")
         models = names
-        descriptor_model = load_descriptor_quantizer(models["descriptor_features"])
+        codes = self.descriptor_codes
+        if codes not in DESCRIPTOR_CODES:
+            raise MapFileError(f"compressed map {self.path} holds descriptor codes {codes!r}, this version knows "
+                               f"{', '.join(DESCRIPTOR_CODES)}; update scenesqueezer or recompress the map")
+        descriptor_model = load_descriptor_codec(models["descriptor_features"], codes)
         if descriptor_model.content_hash != models["descriptor_hash"]:
             raise MapFileError(
-                f"compressed map {self.path} was made with descriptor quantizer {models['descriptor_hash'][:12]}, "
-                f"the installed one is {descriptor_model.content_hash[:12]}; recompress the map with this version"
+                f"compressed map {self.path} was made with {codes} descriptor codebooks {models['descriptor_hash'][:12]}, "
+                f"the installed ones are {descriptor_model.content_hash[:12]}; recompress the map with this version"
             )
         vlad, global_model = load_global_model(models["global_features"])
         if global_model.content_hash != models["global_hash"]:
@@ -184,7 +269,7 @@ class CompressedMap:
         if self.cluster_global_codes.shape[1] != global_model.code_dim:
             raise MapFileError(f"compressed map {self.path}: global codes have {self.cluster_global_codes.shape[1]} "
                                f"bytes, the quantizer expects {global_model.code_dim}; recompress the map")
-        self.descriptors = descriptor_model.decode(np.asarray(self.points_codes))
+        self.descriptor_codec = descriptor_model
         self.global_descriptors = global_model.decode(np.asarray(self.cluster_global_codes))
         self.vlad = vlad
 
@@ -235,3 +320,16 @@ class CompressedMap:
             problems.append(f"points_multiview_bits has dtype {self.points_multiview_bits.dtype}, expected uint8")
         if problems:
             raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")
+
+
+def _unpack_points(path, corner: np.ndarray, step: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """(P, 3) float32 coordinates of a version-2 file, after checking the packed arrays fit together."""
+    blocks = -(-len(fixed) // XYZ_BLOCK_POINTS) if fixed.ndim == 2 else -1
+    ok = (fixed.ndim == 2 and fixed.shape[1] == 3 and fixed.dtype == np.uint16
+          and all(a.ndim == 2 and a.shape == (blocks, 3) and a.dtype == np.float32 for a in (corner, step))
+          and np.all(np.isfinite(corner)) and np.all(np.isfinite(step)))
+    if not ok:
+        raise MapFileError(f"compressed map {path} is inconsistent: the packed point coordinates "
+                           f"({', '.join(PACKED_XYZ_ARRAY_NAMES)}) do not fit together; recompress it")
+    return dequantize_points(corner, step, fixed)
+

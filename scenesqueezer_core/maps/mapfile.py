@@ -9,7 +9,7 @@ Manifest (``__metadata__`` of the header, all strings)::
 
     format      "scenesqueezer"
     kind        "scene_map" | "compressed_map"
-    version     integer as string (FORMAT_VERSION)
+    version     integer as string: the layout of the kind's arrays (FORMAT_VERSIONS[kind])
     checksums   JSON {array name: crc32}
     meta        JSON object (feature setup, cameras, config, ...)
 """
@@ -30,7 +30,9 @@ from ..atomic import atomic_path
 from ..errors import MapFileError
 
 FORMAT_NAME = "scenesqueezer"
-FORMAT_VERSION = 1
+# The newest layout of each kind's arrays; a reader reads every version from 1 up to it.
+# compressed_map 2: fixed-point coordinates, packed ids, optional colours, product-quantized codes.
+FORMAT_VERSIONS = {"scene_map": 1, "compressed_map": 2}
 MAX_HEADER_BYTES = 64 * 1024 * 1024  # a map's manifest is kilobytes; refuse absurd headers
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -56,11 +58,8 @@ def _crc(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data) & 0xFFFFFFFF
 
 
-def write_map_file(path: str | os.PathLike, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
-    """Write arrays + manifest atomically; returns the path."""
-    from safetensors.numpy import save_file
-
-    path = Path(path)
+def _serializable(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                  version: int | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for name, arr in arrays.items():
         if arr.dtype == object:
@@ -68,13 +67,31 @@ def write_map_file(path: str | os.PathLike, kind: str, meta: dict[str, Any], arr
     metadata = {
         "format": FORMAT_NAME,
         "kind": kind,
-        "version": str(FORMAT_VERSION),
+        "version": str(FORMAT_VERSIONS[kind] if version is None else version),
         "checksums": json.dumps({k: _crc(v) for k, v in arrays.items()}),
         "meta": json.dumps(meta),
     }
+    return arrays, metadata
+
+
+def write_map_file(path: str | os.PathLike, kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                   version: int | None = None) -> Path:
+    """Write arrays + manifest atomically (as layout ``version``, default the kind's newest); returns the path."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    arrays, metadata = _serializable(kind, meta, arrays, version)
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp), metadata=metadata)
     return path
+
+
+def map_file_bytes(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> int:
+    """The size in bytes that write_map_file would give these arrays and manifest (nothing is written)."""
+    from safetensors.numpy import save
+
+    arrays, metadata = _serializable(kind, meta, arrays, None)
+    return len(save(arrays, metadata=metadata))
 
 
 def read_map_file(path: str | os.PathLike, expected_kind: str | None = None, verify: bool = True,
@@ -110,12 +127,14 @@ def read_map_file(path: str | os.PathLike, expected_kind: str | None = None, ver
         version = int(metadata.get("version", "-1"))
     except ValueError:
         version = -1
-    if version != FORMAT_VERSION:
-        raise MapFileError(
-            f"map file {path} has format version {metadata.get('version')}, this build reads version "
-            f"{FORMAT_VERSION}; rebuild the map with this version of scenesqueezer"
-        )
     kind = metadata.get("kind")
+    newest = FORMAT_VERSIONS.get(kind, max(FORMAT_VERSIONS.values())) if isinstance(kind, str) else 0
+    if not 1 <= version <= newest:
+        raise MapFileError(
+            f"map file {path} has format version {metadata.get('version')}, this build reads versions 1 to "
+            f"{newest} of a {kind!r}; rebuild the map with this version of scenesqueezer, or update scenesqueezer "
+            "to the version that wrote it"
+        )
     if expected_kind is not None and kind != expected_kind:
         raise MapFileError(f"map file {path} holds a {kind!r}, expected a {expected_kind!r}")
     try:
