@@ -68,7 +68,8 @@ STAGE_OPTIONS: tuple[Option, ...] = (
            "the matchers of scenesqueezer_core.features.MATCHERS with its default conf.", "matching",
            choices=("", "mnn", "lightglue", "lighterglue")),
     Option("early_exit_inliers", 200, "Stop matching further candidates once the registered ones "
-           "hold this many inliers (0: match every retrieved candidate).", "matching",
+           "that agree with the best-supported one hold this many inliers (0: match every retrieved "
+           "candidate).", "matching",
            value_range=(0, 1000000)),
     Option("precompute_candidates_max", 20000, "Prepare every candidate's features at map load when "
            "the map has at most this many (flat latency from the first frame).", "matching",

@@ -72,10 +72,16 @@ class PoseEstimation:
 
     def register_candidates(self, keypoints: np.ndarray, camera: Camera,
                             candidates: Iterable[CandidateMatches]) -> list[CandidatePose]:
-        """RANSAC + PnP on each candidate's correspondences, until ``early_exit_inliers`` are found."""
+        """RANSAC + PnP on each candidate's correspondences, until the candidates that agree with the
+        best-supported one hold ``early_exit_inliers``.
+
+        Only agreeing inliers count towards the early exit: inliers of candidates that contradict each
+        other (aliased clusters that RANSAC fits with 40-90 wrong matches each) are no evidence for
+        any one pose, and summing them stopped the search before the true candidate was reached
+        (7-Scenes: the bigger the compressed map, the more such inliers, the fewer queries localized).
+        """
         colmap_camera = camera.to_pycolmap()
         registered: list[CandidatePose] = []
-        total_inliers = 0
         for cand in candidates:
             if len(cand.query_indices) < self.conf["min_candidate_inliers"]:
                 continue
@@ -85,10 +91,13 @@ class PoseEstimation:
             mask = np.asarray(est["inlier_mask"], dtype=bool)
             pairs = np.stack([cand.query_indices[mask], cand.point_ids[mask]], axis=1)
             registered.append(CandidatePose(cand.index, Pose.from_rigid3d(est["cam_from_world"]), pairs))
-            total_inliers += int(mask.sum())
-            if self.early_exit_inliers and total_inliers >= self.early_exit_inliers:
+            if self.early_exit_inliers and self.agreeing_inliers(registered, keypoints, camera) >= self.early_exit_inliers:
                 break
         return registered
+
+    def agreeing_inliers(self, registered: list[CandidatePose], keypoints: np.ndarray, camera: Camera) -> int:
+        """Inliers of the candidates that agree with the best-supported one (``registered`` not empty)."""
+        return sum(len(registered[i].inlier_pairs) for i in self.agreeing_candidates(registered, keypoints, camera))
 
     def agreeing_candidates(self, registered: list[CandidatePose], keypoints: np.ndarray, camera: Camera) -> list[int]:
         """Indices of the candidates whose inliers the best-supported candidate's pose also explains.
