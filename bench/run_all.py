@@ -4,7 +4,7 @@
     python bench/run_all.py [--quick] [--out outputs/bench]
 
 --quick skips the slowest parts (ALIKED, the scale scene, learned selection, pose safety) and
-measures the real sets at one compression ratio only. Each benchmark also runs on its own;
+measures the real sets at one compression ratio only and the size curve on its --quick grid. Each benchmark also runs on its own;
 see the scripts' docstrings. The report states the machine it ran on.
 """
 
@@ -60,6 +60,9 @@ def main() -> int:
     # every real set of ../shared/data, uncompressed and QP-compressed, checks on and off (about 15 minutes)
     run("bench_real.py", "--out", str(out / "real"), "--markdown", str(out / "real.md"),
         *(["--ratios", "0.1"] if args.quick else []))
+    # recall vs file bytes per selection method and code size at equal bytes (issue 18); the full grid takes hours
+    run("bench_size_curve.py", "--out", str(out / "size_curve"), "--markdown", str(out / "size_curve.md"),
+        "--map-cache", str(out / "real"), "--png", str(out / "size_curve.png"), *(["--quick"] if args.quick else []))
     if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
         # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
@@ -70,8 +73,8 @@ def main() -> int:
         run("bench_checks.py", "--dump", str(out / "foreign_checks.json"), "--real-summary",
             str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
             str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
-    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "scale", "learned",
-                 "foreign", "checks"):
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "size_curve", "scale",
+                 "learned", "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())
