@@ -60,6 +60,9 @@ def main() -> int:
     # every real set of ../shared/data, uncompressed and QP-compressed, checks on and off (about 15 minutes)
     run("bench_real.py", "--out", str(out / "real"), "--markdown", str(out / "real.md"),
         *(["--ratios", "0.1"] if args.quick else []))
+    # the shipped codecs and global quantizer on the real maps beside the synthetic one (a minute)
+    run("bench_learned_real.py", "--maps", maps[1], *sorted(str(p) for p in (out / "real").glob("*_xfeat.ssmap")),
+        "--markdown", str(out / "learned_real.md"))
     # recall vs file bytes per selection method and code size at equal bytes (issue 18); the full grid takes hours
     run("bench_size_curve.py", "--out", str(out / "size_curve"), "--markdown", str(out / "size_curve.md"),
         "--map-cache", str(out / "real"), "--png", str(out / "size_curve.png"), *(["--quick"] if args.quick else []))
@@ -73,7 +76,7 @@ def main() -> int:
         run("bench_checks.py", "--dump", str(out / "foreign_checks.json"), "--real-summary",
             str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
             str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
-    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "size_curve", "scale",
+    for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "learned_real", "size_curve", "scale",
                  "learned", "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
