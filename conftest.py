@@ -44,3 +44,13 @@ def small_street_map(small_street_scene, tmp_path_factory):
 
     return build_map(small_street_scene, tmp_path_factory.mktemp("small_street_map") / "street.ssmap",
                      features="xfeat", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_street_rig_scene(tmp_path_factory):
+    """small_street_scene with a 3-camera rig on every query (generate_scene(rig=True)): the same
+    mapping frames, so small_street_map serves it; splits query_day_rig / query_night_rig, rig.json."""
+    from scenesqueezer_core.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("small_street_rig")
+    return generate_scene(root / "scene", preset="street", seed=0, num_frames=24, width=640, height=480, rig=True)

@@ -5,6 +5,7 @@ A dataset folder holds::
     images/<name>            the photographs (names may contain sub-folders)
     sparse/                  a COLMAP model (text or binary) with known world-to-camera poses
     splits.json              {"mapping": [names], "query": [names], ...}
+    rig.json                 optional: a multi-camera rig's cameras and which images form one rig frame
     depth/<stem>.npy         optional per-frame depth maps (synthetic scenes, for checks)
 
 The COLMAP model is read with pycolmap, so text and binary models both work.
@@ -21,7 +22,7 @@ import pycolmap
 
 from .atomic import atomic_write_text
 from .errors import CameraModelError, DatasetError, ImageError
-from .types import CAMERA_MODELS, Camera, Dataset, Frame, Pose
+from .types import CAMERA_MODELS, Camera, Dataset, Frame, Pose, Rig, RigCamera
 
 
 def _find_model_dir(root: Path) -> Path | None:
@@ -150,3 +151,44 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if bgr is None or bgr.size == 0:
         raise ImageError(f"image {path} cannot be decoded (corrupt or unsupported format)")
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+# rig.json: a multi-camera rig's cameras and, per split, the images taken together:
+#   {"cameras": [{"name": "front", "base_from_camera": {"qvec_wxyz": [4], "tvec": [3]}}, ...],
+#    "frames": {"<split>": [[<image of camera 0>, <image of camera 1>, ...], ...]}}
+# One row per rig frame, one image name per camera in the order of "cameras"; each image's own
+# ground-truth pose is in the COLMAP model (cam_from_world), so base_from_world of a frame is
+# base_from_camera @ cam_from_world of any of its images.
+RIG_FILE = "rig.json"
+
+
+def write_rig(root: Path, rig: Rig, frames: dict[str, list[list[str]]]) -> None:
+    cameras = [{"name": c.name, "base_from_camera": {"qvec_wxyz": c.base_from_camera.qvec_wxyz.tolist(),
+                                                     "tvec": c.base_from_camera.t.tolist()}} for c in rig.cameras]
+    atomic_write_text(root / RIG_FILE, json.dumps({"cameras": cameras, "frames": frames}, indent=1) + "\n")
+
+
+def load_rig(dataset: Dataset) -> tuple[Rig, dict[str, list[list[Frame]]]]:
+    """The rig of a dataset (rig.json) and its frames per split: one list of Frames (one per camera)
+    per rig frame. DatasetError naming the fix when the file is missing or names unknown images."""
+    path = dataset.root / RIG_FILE
+    if not path.exists():
+        raise DatasetError(f"{dataset.root} has no {RIG_FILE}; generate the scene with a rig "
+                           "(generate_scene(..., rig=True)) or write one (format: scenesqueezer_core/dataset.py)")
+    try:
+        raw = json.loads(path.read_text())
+        rig = Rig(tuple(RigCamera(c["name"], Pose.from_qvec_tvec(c["base_from_camera"]["qvec_wxyz"],
+                                                                    c["base_from_camera"]["tvec"]))
+                        for c in raw["cameras"]))
+        rows = {split: [list(row) for row in members] for split, members in raw["frames"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path} is malformed ({exc!r}); see the format in scenesqueezer_core/dataset.py") from exc
+    frames: dict[str, list[list[Frame]]] = {}
+    for split, members in rows.items():
+        for row in members:
+            unknown = [name for name in row if name not in dataset.frames]
+            if len(row) != len(rig.cameras) or unknown:
+                raise DatasetError(f"{path}: rig frame {row} of split {split!r} must name one image of the model "
+                                   f"per camera ({len(rig.cameras)}); unknown: {unknown}")
+        frames[split] = [[dataset.frames[name] for name in row] for row in members]
+    return rig, frames

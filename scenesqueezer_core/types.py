@@ -18,7 +18,7 @@ import numpy as np
 import pycolmap
 from scipy.spatial.transform import Rotation
 
-from .errors import CameraModelError, DatasetError
+from .errors import CameraModelError, ConfigError, DatasetError
 
 # Parameter names per supported model, in COLMAP's order. Distortion is never ignored: models with
 # distortion are handed to pycolmap, which undistorts keypoints (``cam_from_img``) and projects with
@@ -189,6 +189,32 @@ class Pose:
     def center(self) -> np.ndarray:
         """(3,) camera centre in world coordinates, for a cam_from_world pose."""
         return -self.R.T @ self.t
+
+
+@dataclass(frozen=True)
+class RigCamera:
+    """One camera of a rig: its name and its optical frame's pose in the rig's base frame."""
+
+    name: str
+    base_from_camera: Pose  # x_base = R @ x_camera + t; camera frame z forward, x right, y down
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Cameras rigidly mounted on one base; images are handed over in this order."""
+
+    cameras: tuple[RigCamera, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.cameras]
+        if not names:
+            raise ConfigError("a rig needs at least one camera; list the camera names (parameter cameras)")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"rig camera names must be unique, got {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cameras]
 
 
 @dataclass

@@ -15,6 +15,11 @@ frame's camera pose in the odometry frame comes from TF (odom -> base -> camera)
 predicts the pose from the last accepted one and searches near it first. ``/initialpose``
 (geometry_msgs/PoseWithCovarianceStamped of ``base_frame`` in the map frame) seeds the prediction.
 
+Multi-camera rig (parameter ``cameras``, e.g. "front,left,right"): the node subscribes
+``image_<i>`` / ``camera_info_<i>`` per camera, groups one frame per camera whose stamps lie within
+``rig_stamp_tolerance_s``, takes each camera's extrinsics from TF (``base_frame`` -> the image's
+frame_id) and publishes one pose of ``base_frame`` (core: scenesqueezer_core/localization/rig.py).
+
 Lifecycle (a managed node, as nav2 brings nodes up): configure reads the parameters, creates the
 publishers and services and loads the map; activate subscribes to the camera topics and starts the
 worker; deactivate and cleanup undo them; shutdown undoes whatever is up. With the parameter
@@ -34,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rclpy
@@ -56,6 +61,8 @@ from std_srvs.srv import Trigger
 from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
 from scenesqueezer_core.errors import ConfigError, ImageError, SceneSqueezerError
 from scenesqueezer_core.localization import FailureCode, LocalizationResult, Localizer, OdometryTracker, SearchKind
+from scenesqueezer_core.localization.rig import RigLocalizer
+from scenesqueezer_core.types import Rig, RigCamera
 
 from .conversions import (
     cam_from_world_to_pose_msg,
@@ -81,10 +88,12 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 class FrameJob:
     """One frame to localize; ``done`` is set when a service waits for its result."""
 
-    image_msg: Image | CompressedImage
+    image_msg: Image | CompressedImage  # a rig's: its first camera's (the header the result carries)
     camera_info: CameraInfo | None
     done: threading.Event | None = None
     result: object | None = None
+    rig_images: list | None = None  # rig: one image message per camera, in the order of ``cameras``
+    rig_infos: list | None = None  # ... and the CameraInfo of each (None where none arrived yet)
 
 
 @dataclass
@@ -152,6 +161,10 @@ class LocalizerNode(LifecycleNode):
         self._reload_error = ""  # last failed reload while an older map stays in use
         self._last_stamp_ns: int | None = None
         self._camera_info: CameraInfo | None = None
+        # rig: each camera's newest image and CameraInfo until a complete group forms
+        self._rig_lock = threading.Lock()
+        self._rig_images: list = []
+        self._rig_infos: list = []
         self._camera_cache: tuple[tuple, object] | None = None
         self._last_job: FrameJob | None = None
         self._tracker: OdometryTracker | None = None  # per map: poses are the map's
@@ -238,7 +251,17 @@ class LocalizerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         before = self._entities()
         qos = self._image_qos()
-        if self.params.image_transport == "compressed":
+        names = self._rig_names()
+        if names:
+            self._rig_images, self._rig_infos = [None] * len(names), [None] * len(names)
+            kind = CompressedImage if self.params.image_transport == "compressed" else Image
+            suffix = "/compressed" if kind is CompressedImage else ""
+            for index in range(len(names)):
+                self.create_subscription(kind, f"image_{index}{suffix}",
+                                         lambda msg, index=index: self._on_rig_image(index, msg), qos)
+                self.create_subscription(CameraInfo, f"camera_info_{index}",
+                                         lambda msg, index=index: self._on_rig_camera_info(index, msg), qos)
+        elif self.params.image_transport == "compressed":
             topic = self.params.image_topic.rstrip("/") + "/compressed"
             self.create_subscription(CompressedImage, topic, self._on_image, qos)
         else:
@@ -300,6 +323,31 @@ class LocalizerNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _rig_names(self) -> list[str]:
+        return [name.strip() for name in self.params.cameras.split(",") if name.strip()]
+
+    def _on_rig_image(self, index: int, msg) -> None:
+        """Keep each camera's newest image; a complete group within the stamp tolerance becomes one job."""
+        with self._counters_lock:
+            self._counters.received += 1
+        tolerance_ns = self.params.rig_stamp_tolerance_s * 1e9
+        with self._rig_lock:
+            self._rig_images[index] = msg
+            if any(image is None for image in self._rig_images):
+                return
+            stamps = [stamp_ns(image.header.stamp) for image in self._rig_images]
+            if max(stamps) - min(stamps) > tolerance_ns:
+                return  # a camera's frame of this instant is still on its way (or lost): wait for it
+            images, self._rig_images = self._rig_images, [None] * len(self._rig_images)
+            infos = list(self._rig_infos)
+        self._mailbox.put(FrameJob(images[0], infos[0], rig_images=images, rig_infos=infos))
+
+    def _on_rig_camera_info(self, index: int, msg: CameraInfo) -> None:
+        with self._rig_lock:
+            self._rig_infos[index] = msg
+            if all(info is not None for info in self._rig_infos):
+                self._camera_info = msg  # diagnostics: every camera's CameraInfo has arrived
 
     # --- map ----------------------------------------------------------------------------------
 
@@ -380,7 +428,7 @@ class LocalizerNode(LifecycleNode):
         if job is None:
             response.success, response.message = False, "no frame received yet"
             return response
-        waiting = FrameJob(job.image_msg, job.camera_info, threading.Event())
+        waiting = replace(job, done=threading.Event(), result=None)
         self._mailbox.put(waiting)
         if not waiting.done.wait(120.0):
             response.success, response.message = False, "localization did not finish within 120 s"
@@ -485,7 +533,9 @@ class LocalizerNode(LifecycleNode):
                 self._localizing = False
 
     def _process(self, job: FrameJob):
-        self._last_job = FrameJob(job.image_msg, job.camera_info)
+        self._last_job = replace(job, done=None, result=None)
+        if job.rig_images is not None:
+            return self._process_rig(job)
         header = job.image_msg.header
         camera_frame = self.params.camera_frame or header.frame_id
         with self._localizer_lock:
@@ -521,6 +571,55 @@ class LocalizerNode(LifecycleNode):
             except SceneSqueezerError as error:
                 result = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
         self._publish(result, header, camera_frame)
+        return result
+
+    def _process_rig(self, job: FrameJob):
+        """One rig frame: every camera's image, intrinsics and TF extrinsics -> one pose of base_frame."""
+        params = self.params
+        header = job.image_msg.header
+        names = self._rig_names()
+        with self._localizer_lock:
+            localizer = self._localizer
+        result = None
+        backwards = self._stamp_went_backwards(header) if job.done is None else ""
+        missing = [f"camera_info_{i} ({name})" for i, (name, info) in enumerate(zip(names, job.rig_infos))
+                   if info is None]
+        if backwards:
+            result = LocalizationResult(False).fail(FailureCode.STAMP_BACKWARDS, backwards)
+        elif localizer is None:
+            result = LocalizationResult(False).fail(FailureCode.NO_MAP, self._map_error or "no map loaded")
+        elif missing:
+            result = LocalizationResult(False).fail(FailureCode.NO_CAMERA_INFO,
+                                                    f"no CameraInfo received on {', '.join(missing)} yet")
+        if result is None:
+            try:
+                rig_cameras: list[RigCamera] = []
+                images: list = []
+                cameras: list = []
+                for index, (name, msg, info) in enumerate(zip(names, job.rig_images, job.rig_infos)):
+                    frame = msg.header.frame_id.lstrip("/")
+                    base_from_camera = (self._tf_lookup.lookup(params.base_frame, frame, msg.header.stamp)
+                                        if frame and self._tf_lookup is not None else None)
+                    if base_from_camera is None:
+                        raise ConfigError(
+                            f"rig camera {name!r} (image_{index}): no TF from base_frame {params.base_frame!r} to "
+                            f"its image frame {frame!r}; publish the camera's mounting (e.g. a static transform "
+                            "from the robot description) and set the image header's frame_id")
+                    camera = camera_info_to_camera(info)
+                    rgb = compressed_msg_to_rgb(msg) if isinstance(msg, CompressedImage) else image_msg_to_rgb(msg)
+                    if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
+                        raise ImageError(
+                            f"rig camera {name!r}: image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info_{index} "
+                            f"says {camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+                    rig_cameras.append(RigCamera(name, base_from_camera))
+                    images.append(rgb)
+                    cameras.append(camera)
+                result = RigLocalizer(localizer, Rig(tuple(rig_cameras))).localize(images, cameras)
+            except ImageError as error:
+                result = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
+            except SceneSqueezerError as error:
+                result = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
+        self._publish(result, header, params.base_frame)
         return result
 
     def _odometry(self, camera_frame: str, stamp):
@@ -566,10 +665,10 @@ class LocalizerNode(LifecycleNode):
         The reference follows every frame, so after a clock reset (a bag loop) only the first
         frame is skipped; TF and pose consumers would reject out-of-order data anyway.
         """
-        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        previous, self._last_stamp_ns = self._last_stamp_ns, stamp_ns
-        if previous is not None and stamp_ns < previous:
-            return (f"image stamp went backwards by {(previous - stamp_ns) / 1e9:.3f} s (out-of-order "
+        now_ns = stamp_ns(header.stamp)
+        previous, self._last_stamp_ns = self._last_stamp_ns, now_ns
+        if previous is not None and now_ns < previous:
+            return (f"image stamp went backwards by {(previous - now_ns) / 1e9:.3f} s (out-of-order "
                     "delivery or a clock reset); frame skipped")
         return ""
 
@@ -709,6 +808,11 @@ class LocalizerNode(LifecycleNode):
     def destroy_node(self) -> None:
         self._stop_worker()
         super().destroy_node()
+
+
+def stamp_ns(stamp) -> int:
+    """A builtin_interfaces/Time in nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def usage() -> str:

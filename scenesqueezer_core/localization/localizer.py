@@ -24,7 +24,7 @@ from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
 from ..maps.database import LocalizationDatabase, load_database
 from .matching import CandidateMatching
-from .pose import PoseEstimation
+from .pose import PoseEstimate, PoseEstimation
 from .prior import CandidateGeometry, PosePrior
 from .result import FailureCode, LocalizationResult, SearchKind
 from .retrieval import make_retrieval
@@ -129,11 +129,21 @@ class Localizer:
                                        "no retrieved candidate could be registered (too few 2D-3D matches)"), t_start)
         estimate = self.pose_estimation.estimate(query.keypoints, camera, registered)
         timings["pnp"] += time.perf_counter() - t0 - self.matching.seconds
+        return _finish(self.judge(estimate, retrieved.indices, result), t_start)
+
+    def judge(self, estimate: PoseEstimate, retrieved_indices: np.ndarray,
+              result: LocalizationResult) -> LocalizationResult:
+        """Run every pose check on ``estimate`` and fill ``result``: the pose, or the first failed check.
+
+        ``retrieved_indices`` (k,): the candidates retrieval returned for this query (the occlusion
+        check's local map). The multi-camera rig (rig.py) judges each camera's share of a rig pose here.
+        """
+        registered = estimate.registered
         result.successful_candidates = [int(self.database.candidate_ids[registered[i].index]) for i in estimate.agreeing]
         result.num_correspondences = len(estimate.correspondences)
         result.num_inliers = estimate.num_inliers
 
-        context = CheckContext(self.database, retrieved.indices, self.matching.candidate)
+        context = CheckContext(self.database, retrieved_indices, self.matching.candidate)
         failed = None
         for check in self.checks:
             if check.needs_pose and estimate.pose is None:
@@ -147,13 +157,13 @@ class Localizer:
         result.median_reprojection_error_px = estimate.median_residual_px
         if failed is not None:
             check, outcome = failed
-            return _finish(result.fail(check.code, check.reason(outcome.statistic, outcome.limit)), t_start)
+            return result.fail(check.code, check.reason(outcome.statistic, outcome.limit))
         if estimate.pose is None:
-            return _finish(result.fail(FailureCode.NO_FINAL_POSE, "final RANSAC+PnP found no pose"), t_start)
+            return result.fail(FailureCode.NO_FINAL_POSE, "final RANSAC+PnP found no pose")
         result.success = True
         result.cam_from_world = estimate.pose
         result.covariance = estimate.covariance
-        return _finish(result, t_start)
+        return result
 
 
 def _finish(result: LocalizationResult, t_start: float) -> LocalizationResult:

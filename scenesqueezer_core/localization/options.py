@@ -139,6 +139,13 @@ NODE_OPTIONS: tuple[Option, ...] = (
            value_range=(1, 10000)),
     Option("camera_frame", "", "Camera optical frame (z forward, x right, y down). Empty: the image "
            "header's frame_id."),
+    Option("cameras", "", "Multi-camera rig: comma-separated camera names (e.g. 'front,left,right'). The "
+           "node then subscribes image_<i> and camera_info_<i> (i = 0, 1, ... in this order; remap them), "
+           "takes each camera's extrinsics from TF (base_frame -> the image header's frame_id), groups one "
+           "frame per camera by stamp and publishes one pose of base_frame from all cameras' matches "
+           "(core: localization/rig.py; no odometry prior in rig mode). Empty: one camera on image_topic."),
+    Option("rig_stamp_tolerance_s", 0.02, "Rig: the cameras' frames whose stamps lie within this many "
+           "seconds of each other form one rig frame.", value_range=(0.0, 10.0)),
     Option("publish_tf", False, "Publish the localization on /tf."),
     Option("tf_mode", "map_to_camera", "'map_to_camera': publish map->camera_frame (only when nothing "
            "else gives the camera frame a parent); 'map_to_odom': publish map->odom_frame so that "

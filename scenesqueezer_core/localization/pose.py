@@ -110,19 +110,16 @@ class PoseEstimation:
         """
         best = int(np.argmax([len(c.inlier_pairs) for c in registered]))
         reference = registered[best].pose
-        threshold = float(self.conf["ransac_threshold_px"])
-        keep = []
-        for i, cand in enumerate(registered):
-            if i == best:
-                keep.append(i)
-                continue
-            cam_pts = reference.transform(self.database.points_xyz[cand.inlier_pairs[:, 1]])
-            front = cam_pts[:, 2] > 1e-6
-            err = np.full(len(cand.inlier_pairs), np.inf)
-            err[front] = np.linalg.norm(camera.project(cam_pts[front]) - keypoints[cand.inlier_pairs[front, 0]], axis=1)
-            if np.mean(err < threshold) >= float(self.conf["min_candidate_agreement"]):
-                keep.append(i)
-        return keep
+        return [i for i, cand in enumerate(registered) if i == best or self.explains(reference, cand, keypoints, camera)]
+
+    def explains(self, reference: Pose, candidate: CandidatePose, keypoints: np.ndarray, camera: Camera) -> bool:
+        """Whether ``min_candidate_agreement`` of the candidate's inliers reproject within the RANSAC
+        threshold at the cam_from_world pose ``reference``."""
+        cam_pts = reference.transform(self.database.points_xyz[candidate.inlier_pairs[:, 1]])
+        front = cam_pts[:, 2] > 1e-6
+        err = np.full(len(candidate.inlier_pairs), np.inf)
+        err[front] = np.linalg.norm(camera.project(cam_pts[front]) - keypoints[candidate.inlier_pairs[front, 0]], axis=1)
+        return bool(np.mean(err < float(self.conf["ransac_threshold_px"])) >= float(self.conf["min_candidate_agreement"]))
 
     def estimate(self, keypoints: np.ndarray, camera: Camera, registered: list[CandidatePose]) -> PoseEstimate:
         """The final PnP over the union of the agreeing candidates' inliers. ``registered`` is not empty."""

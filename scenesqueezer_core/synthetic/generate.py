@@ -6,7 +6,14 @@ Layout::
     depth/<stem>.npy       (H, W) z-depth in metres, inf for sky
     sparse/                COLMAP text model, one PINHOLE camera per frame, exact poses
     splits.json            mapping, query_day, query_night, query (= day + night)
+                           with ``rig``: query_day_rig, query_night_rig (every camera's images)
+    rig.json               with ``rig``: the cameras and each rig frame's images (dataset.py)
     scene.json             preset, seed, camera, planes: enough to check any pixel
+
+Rig (``rig=True``): each query pose also carries the cameras of ``RIG_CAMERAS``, turned about the
+front camera's vertical (its -y axis) by their yaw: the front camera is the query itself (same name,
+same image as without a rig), the others are ``<query stem>_<camera>.jpg`` with the front
+camera's appearance (same seed). The rig's base frame is the front camera's optical frame.
 
 Everything is a pure function of (preset, seed, num_frames, width, height, focal): the output does
 not depend on the number of worker processes.
@@ -26,9 +33,9 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_path
-from ..dataset import write_colmap_text, write_splits
+from ..dataset import write_colmap_text, write_rig, write_splits
 from ..errors import ConfigError
-from ..types import Camera, Frame
+from ..types import Camera, Frame, Pose, Rig, RigCamera
 from .appearance import apply_appearance, sample_appearance
 from .render import render
 from .textures import TextureCache
@@ -37,6 +44,26 @@ from .world import FRAME_SPACING_M, PRESETS, World, build_world
 
 GENERATOR_VERSION = 1
 SPLIT_SEED = {"mapping": 1, "query_day": 2, "query_night": 3}
+# A query rig: camera name and yaw (degrees, positive = to the left) about the front camera's vertical.
+RIG_CAMERAS: tuple[tuple[str, float], ...] = (("front", 0.0), ("left", 60.0), ("right", -60.0))
+
+
+def synthetic_rig() -> Rig:
+    """The rig of RIG_CAMERAS; its base frame is the front camera's optical frame (x right, y down)."""
+    from scipy.spatial.transform import Rotation
+
+    # camera y points down: a yaw to the left turns about -y
+    return Rig(tuple(RigCamera(name, Pose(Rotation.from_rotvec([0.0, -math.radians(yaw), 0.0]).as_matrix(),
+                                          np.zeros(3))) for name, yaw in RIG_CAMERAS))
+
+
+def rig_frame_specs(spec: FrameSpec, rig: Rig) -> list[FrameSpec]:
+    """The rig's cameras at a query ``spec`` (the base): the first (front, identity extrinsics) keeps
+    the query's name and pose."""
+    stem = Path(spec.name).stem
+    return [FrameSpec(spec.name if i == 0 else f"{stem}_{camera.name}.jpg", spec.split,
+                      camera.base_from_camera.inverse() @ spec.cam_from_world, spec.arc)
+            for i, camera in enumerate(rig.cameras)]
 
 
 def default_camera(width: int = 640, height: int = 480, focal: float | None = None) -> Camera:
@@ -101,14 +128,15 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "street", seed: int
                    width: int = 640, height: int = 480, focal: float | None = None,
                    query_fraction: float = 0.2, num_workers: int | None = None,
                    depth_dtype: str = "float16",
-                   progress: bool | Callable[[int, int], None] = False) -> Path:
+                   progress: bool | Callable[[int, int], None] = False, rig: bool = False) -> Path:
     """Render a synthetic scene into ``out_dir`` (replaced atomically) and return its path.
 
     ``num_frames`` mapping frames about 0.7 m apart; ``query_fraction * num_frames`` (at least 3)
     day and as many night queries. ``depth_dtype`` "float16" halves the disk use (about 1 cm
     resolution at 10 m); "float32" keeps full precision. ``progress``: True prints a counter, a
     callable gets (frames done, total) after each chunk; an exception it raises aborts the run and
-    leaves nothing behind.
+    leaves nothing behind. ``rig``: every query is also seen by the side cameras of RIG_CAMERAS
+    (splits query_*_rig, rig.json).
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown scene preset {preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -127,6 +155,16 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "street", seed: int
     world = build_world(preset, seed, num_frames)
     camera = default_camera(width, height, focal)
     specs = plan_frames(world, int(num_frames), query_fraction, seed)
+    query_rig = synthetic_rig() if rig else None
+    rig_rows: dict[str, list[list[str]]] = {}
+    if query_rig is not None:
+        with_rig = []
+        for spec in specs:
+            views = rig_frame_specs(spec, query_rig) if spec.split != "mapping" else [spec]
+            with_rig += views
+            if spec.split != "mapping":
+                rig_rows.setdefault(f"{spec.split}_rig", []).append([v.name for v in views])
+        specs = with_rig
     out_dir = Path(out_dir)
     with atomic_path(out_dir, is_dir=True) as tmp:
         (tmp / "images").mkdir()
@@ -153,10 +191,14 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "street", seed: int
                     _report(progress, done, len(specs))
         frames = [Frame(s.name, camera, s.cam_from_world, tmp / "images" / s.name) for s in specs]
         write_colmap_text(tmp / "sparse", frames)
-        splits = {split: [s.name for s in specs if s.split == split]
+        rig_names = {name for rows in rig_rows.values() for row in rows for name in row[1:]}
+        splits = {split: [s.name for s in specs if s.split == split and s.name not in rig_names]
                   for split in ("mapping", "query_day", "query_night")}
         splits["query"] = splits["query_day"] + splits["query_night"]
+        splits.update({split: [name for row in rows for name in row] for split, rows in rig_rows.items()})
         write_splits(tmp, splits)
+        if query_rig is not None:
+            write_rig(tmp, query_rig, rig_rows)
         scene = {
             "generator_version": GENERATOR_VERSION,
             "num_frames": int(num_frames),
