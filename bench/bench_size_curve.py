@@ -2,7 +2,7 @@
 """The recall-vs-bytes curve (issue 18): recall (0.25 m, 2°) and (0.5 m, 5°) against file bytes for
 the uncompressed map and every selection method x descriptor code size, compared at equal bytes.
 
-    python bench/bench_size_curve.py [--quick] [--synthetic street:1 street:2 street:3] [--frames 160]
+    python bench/bench_size_curve.py [--quick] [--synthetic street:1 street:2 street:0:200] [--frames 160]
         [--real strecha_castle_p30 strecha_fountain_p11 kitti06_51[:0.001,0.002] sevenscenes_redkitchen]
         [--map-cache /tmp/real] [--methods qp learned kcp random] [--codes dsq pq32 pq16 pq8]
         [--budgets 0.0005 0.001 0.002 0.005 0.01] [--real-budgets ...] [--max-queries N]
@@ -59,7 +59,8 @@ THRESHOLD_KEYS = ("0.25m_2deg", "0.5m_5deg")
 
 
 def synthetic_scene(out: Path, spec: str, frames: int) -> tuple[str, Path, Path]:
-    preset, seed = spec.split(":")
+    preset, seed, *own = spec.split(":")  # preset:seed[:frames]
+    frames = int(own[0]) if own else frames
     if int(seed) >= 100:
         raise SystemExit(f"synthetic seed {seed} is not held out (seeds >= 100 may be training seeds)")
     name = f"{preset}_seed{seed}_{frames}f"
@@ -185,7 +186,11 @@ def curve_tables(rows: list[dict]) -> tuple[str, str, list[dict]]:
             dsq = [p for p in same if p["codes"] == "dsq"]
             pq = [p for p in same if p["codes"] != "dsq"]
             if not dsq or not pq:
-                cells += ["n/a", "n/a", "n/a"]
+                cells += [f"{pct(bd[k], bd['n'])} ({bd['method']})" if dsq else "does not fit" for bd in
+                          [max(dsq, key=lambda p: p[k] / p["n"]) if dsq else None]]
+                cells += [f"{pct(bp[k], bp['n'])} ({bp['method']} {bp['codes']})" if pq else "does not fit" for bp in
+                          [max(pq, key=lambda p: p[k] / p["n"]) if pq else None]]
+                cells += ["n/a"]
                 continue
             bd = max(dsq, key=lambda p: p[k] / p["n"])
             bp = max(pq, key=lambda p: p[k] / p["n"])
@@ -247,7 +252,7 @@ def plot(pooled: list[dict], png: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced grid (see the docstring)")
-    parser.add_argument("--synthetic", nargs="*", default=None, help="preset:seed (seed < 100), default " + " ".join(SYNTHETIC))
+    parser.add_argument("--synthetic", nargs="*", default=None, help="preset:seed[:frames] (seed < 100), default " + " ".join(SYNTHETIC))
     parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--real", nargs="*", default=None, help="real sets of ../shared/data, each optionally with its own budgets (kitti06_51:0.001,0.002); "
                         "default " + " ".join(REAL_SETS))
@@ -275,18 +280,19 @@ def main() -> int:
     (out / "results").mkdir(parents=True, exist_ok=True)
     map_cache = Path(args.map_cache) if args.map_cache else None
 
-    jobs = []  # (group, stem, scene, map path, splits, budgets, learned applies)
-    for spec in synthetic:
-        name, scene, map_path = synthetic_scene(out, spec, args.frames)
-        jobs.append((f"synthetic {spec.split(':')[0]}", name, scene, map_path, ["query_day", "query_night"], budgets, True))
-    for spec in real:
-        name, _, own = spec.partition(":")  # set[:b1,b2]: this set's own budgets
-        jobs.append((name, name, SHARED / name, real_map(name, out, map_cache), ["query"],
-                     [float(b) for b in own.split(",")] if own else real_budgets, name not in LEARNED_TRAINING_SETS))
+    def jobs():  # (group, stem, scene, map path, splits, budgets, learned applies), each made when its turn comes
+        for spec in synthetic:
+            name, scene, map_path = synthetic_scene(out, spec, args.frames)
+            yield (f"synthetic {spec.split(':')[0]}", name, scene, map_path, ["query_day", "query_night"], budgets,
+                   True)
+        for spec in real:
+            name, _, own = spec.partition(":")  # set[:b1,b2]: this set's own budgets
+            yield (name, name, SHARED / name, real_map(name, out, map_cache), ["query"],
+                   [float(b) for b in own.split(",")] if own else real_budgets, name not in LEARNED_TRAINING_SETS)
 
     rows: list[dict] = []
     t_all = time.perf_counter()
-    for group, stem, scene, source, splits, set_budgets, learned_ok in jobs:
+    for group, stem, scene, source, splits, set_budgets, learned_ok in jobs():
         print(f"{stem} ({source}, {source.stat().st_size / 1e6:.1f} MB):", flush=True)
         source_bytes = source.stat().st_size
         maps = [("uncompressed", "-", 1.0, source, {"points": len(read_map_file(source, verify=False).arrays["points_xyz"])})]
@@ -315,9 +321,9 @@ def main() -> int:
     plot(pooled, Path(args.png))
     n_note = f"at most {limit} evenly spaced queries per split" if limit else "every query"
     text = (f"## Recall vs file bytes (issue 18 curve; xfeat; {n_note}; synthetic: "
-            f"{', '.join(synthetic) or 'none'}, {args.frames} frames, pooled; real: {', '.join(real) or 'none'})\n\n"
+            f"{', '.join(synthetic) or 'none'} (preset:seed[:frames], default {args.frames} frames), pooled; real: {', '.join(real) or 'none'})\n\n"
             f"Budgets: {', '.join(f'{100 * b:g} %' for b in budgets)} of the uncompressed bytes (real sets: "
-            f"{', '.join(f'{100 * b:g} %' for b in real_budgets)}); each map is the largest of its method and codes "
+            f"{', '.join(f'{100 * b:g} %' for b in real_budgets)}, or their own after the set's name); each map is the largest of its method and codes "
             f"that fits (`--target-size`). Recall counts over all queries (a failure is a miss); '% of uncompr.' "
             f"is the recall relative to the uncompressed map's.\n\n" + table
             + "\n\n### Best PQ map vs best DSQ map at equal bytes (any selection method)\n\n" + best

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scenesqueezer_core.cli import main
-from scenesqueezer_core.compression.compress import compress_map
+from scenesqueezer_core.compression.compress import TARGET_SIZE_CODES, compress_map
 from scenesqueezer_core.errors import ConfigError, MapFileError
 from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES, CompressedMap
 from scenesqueezer_core.maps.mapfile import read_map_file, write_map_file
@@ -211,6 +211,8 @@ def test_target_size_fits_the_file_and_says_what_it_chose(small_street_map, tmp_
     # the budget is spent: a map with more points would not fit (within the search's resolution)
     assert out.stat().st_size > 0.8 * budget or cmap.info["conf"]["ratio"] >= 1.0
     assert cmap.info["conf"]["target_size"] == budget
+    # without --codes the smallest codes are tried first (the size curve's choice): pq8 fits, so pq8
+    assert TARGET_SIZE_CODES[0] == "pq8" and cmap.descriptor_codes == "pq8"
 
 
 def test_impossible_target_size_is_one_clear_error_and_writes_nothing(small_street_map, tmp_path, capsys):
