@@ -148,7 +148,7 @@ def build_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]] | N
     p.add_argument("--method", default="qp", help="qp | learned | random | kc | kcp")
     p.add_argument("--target-size", default=None,
                    help="file size to fit, e.g. 500KB or 1.5MB (KB = 1000 B, KiB = 1024 B): chooses the ratio and, "
-                        "unless --codes is given, the descriptor codes, and prints the choice (empty: use --ratio)")
+                        "unless --codes is given, the descriptor codes, and prints the choice (default: none, --ratio decides)")
     p.add_argument("--codes", default=None,
                    help="descriptor codes: dsq (8-bit, 64 B per XFeat point; the default) | pq32 | pq16 | pq8 "
                         "(product quantization, 32 / 16 / 8 B)")

@@ -69,9 +69,23 @@ def probe(ros_env):
 
 
 def _start_launch(env: dict, log: Path, launch_file: str, *arguments: str) -> subprocess.Popen:
+    # A session of its own, so that _stop_launch can reach the nodes too if launch hangs: a node left
+    # running keeps its name and topics on the DDS graph and confuses every later test.
     with open(log, "wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen([_ros2(), "launch", "scenesqueezer", launch_file, *arguments], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+                                stderr=subprocess.STDOUT, env=env, cwd=log.parent, start_new_session=True)
+
+
+def _stop_launch(process: subprocess.Popen, timeout: float = 90) -> int | None:
+    """SIGINT to ros2 launch, as Ctrl-C does; its exit code, or None after killing the whole session
+    when it has not finished within ``timeout`` (launch escalates to SIGTERM/SIGKILL itself well before)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        return None
 
 
 def _run_launch(env: dict, log: Path, launch_file: str, *arguments: str, timeout: float = 300) -> tuple[int, str]:
@@ -79,8 +93,7 @@ def _run_launch(env: dict, log: Path, launch_file: str, *arguments: str, timeout
     try:
         code = process.wait(timeout)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
+        _stop_launch(process, 30)
         pytest.fail(f"ros2 launch {launch_file} did not finish within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
     return code, log.read_text(errors="replace")
 
@@ -113,9 +126,9 @@ def test_localize_launch_starts_the_node_with_its_map_and_stops_cleanly_on_sigin
         assert spin_until(probe, lambda: any(s.message == "waiting for CameraInfo" for s in statuses), 60), \
             ([s.message for s in statuses], log.read_text()[-3000:])
     finally:
-        process.send_signal(signal.SIGINT)
-        code = process.wait(60)
+        code = _stop_launch(process)
     output = log.read_text()
+    assert code is not None, f"ros2 launch did not stop within 90 s of SIGINT (killed):\n{output[-3000:]}"
     assert f"loaded map {small_street_map}" in output
     assert code == 0, output[-3000:]
     assert "process has finished cleanly" in output, output[-3000:]

@@ -138,10 +138,16 @@ class Robot:
         assert all(r.successful for r in response.results), [r.reason for r in response.results]
         assert self.call(Trigger, f"{NODE}/reload_map", Trigger.Request()).success
 
-    def diagnostic_values(self) -> dict[str, str]:
-        self.diagnostics.clear()
-        assert self.spin_until(lambda: bool(self.diagnostics), 10.0)
-        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+    def diagnostic_values(self, until=lambda values: True) -> dict[str, str]:
+        """The newest diagnostics values once they satisfy ``until`` (10 s at most). Messages published
+        before the last result may still wait in the subscription's queue, so the first one received
+        is not necessarily fresh; the counters only grow, so waiting for the expected value is exact."""
+        def latest() -> dict[str, str]:
+            return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values} if self.diagnostics else {}
+
+        self.spin_until(lambda: bool(latest()) and until(latest()), 10.0)
+        assert self.diagnostics, "no diagnostics received"
+        return latest()
 
     def send_initial_pose(self, cam_from_world) -> None:
         from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -184,7 +190,7 @@ def test_on_demand_localizes_only_the_frame_after_a_trigger(robot):
     assert robot.spin_until(lambda: robot.image_pub.get_subscription_count() > 0, 120.0), robot.log()
     stamp = robot.send(0)
     assert not robot.spin_until(lambda: stamp in robot.results, 4.0)  # no trigger: not localized
-    values = robot.diagnostic_values()
+    values = robot.diagnostic_values(lambda v: v["mode"] == "on_demand" and int(v["frames_skipped_idle"]) >= 1)
     assert values["mode"] == "on_demand" and int(values["frames_skipped_idle"]) >= 1
     response = robot.call(Trigger, f"{NODE}/trigger_localization", Trigger.Request(), send_frame=0)
     assert response.success and "localized (global search)" in response.message, response.message
@@ -211,7 +217,8 @@ def test_odometry_prior_narrows_the_search_without_losing_recall(robot):
     for with_prior, without in zip(tracked, runs[False][1:]):
         if with_prior.search == LocalizationResult.SEARCH_PRIOR:
             assert with_prior.num_candidates_matched <= 5 < without.num_candidates_matched
-    values = robot.diagnostic_values()
+    values = robot.diagnostic_values(lambda v: int(v["localized_prior_search"]) >= len(tracked) - 1
+                                     and int(v["localized_global_search"]) >= 1)
     assert int(values["localized_prior_search"]) >= len(tracked) - 1
     assert int(values["localized_global_search"]) >= 1
 
@@ -233,7 +240,7 @@ def test_a_prior_10_m_away_falls_back_to_the_global_search_and_recovers(robot):
     assert recovered.success and recovered.search == LocalizationResult.SEARCH_GLOBAL, recovered.failure_reason
     assert within(pose_msg_to_cam_from_world(recovered.pose.pose), robot.queries[2].cam_from_world)
     assert tracked.success and tracked.search == LocalizationResult.SEARCH_PRIOR
-    assert int(robot.diagnostic_values()["refused_by_prior"]) >= 1
+    assert int(robot.diagnostic_values(lambda v: int(v["refused_by_prior"]) >= 1)["refused_by_prior"]) >= 1
 
 
 def test_until_localized_stops_after_n_agreeing_poses_until_triggered(robot):
@@ -244,7 +251,7 @@ def test_until_localized_stops_after_n_agreeing_poses_until_triggered(robot):
     assert first.success and second.success
     stamp = robot.send(2)
     assert not robot.spin_until(lambda: stamp in robot.results, 4.0), "localized a third frame"
-    values = robot.diagnostic_values()
+    values = robot.diagnostic_values(lambda v: v["localizing"] == "False" and int(v["frames_skipped_idle"]) >= 1)
     assert values["localizing"] == "False" and int(values["frames_skipped_idle"]) >= 1
     response = robot.call(Trigger, f"{NODE}/trigger_localization", Trigger.Request(), send_frame=3)
     assert response.success, response.message
