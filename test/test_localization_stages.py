@@ -35,6 +35,7 @@ from scenesqueezer_core.localization.checks import (
     Occlusion,
     ReprojectionError,
     ValidPose,
+    near_frame_view,
 )
 from scenesqueezer_core.localization.conf import stage_conf
 from scenesqueezer_core.localization.matching import CandidateMatching
@@ -382,3 +383,16 @@ def test_checks_disabled_conf_passes_a_poor_estimate(tiny_map):
         if check_type is ValidPose:
             continue
         assert run(check_type, off, estimate, context).passed, check_type.name
+
+
+def test_near_frame_view_keeps_the_orientation_and_moves_to_the_nearest_cluster_frame():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pose = Pose(Rotation.random(random_state=rng).as_matrix(), rng.normal(size=3))
+        centers = rng.normal(scale=5.0, size=(6, 3))
+        view = near_frame_view(pose, centers)
+        nearest = centers[np.argmin(np.linalg.norm(centers - pose.center, axis=1))]
+        np.testing.assert_allclose(view.R, pose.R)
+        np.testing.assert_allclose(view.center, nearest, atol=1e-9)

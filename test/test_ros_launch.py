@@ -71,9 +71,15 @@ def probe(ros_env):
 def _start_launch(env: dict, log: Path, launch_file: str, *arguments: str) -> subprocess.Popen:
     # A session of its own, so that _stop_launch can reach the nodes too if launch hangs: a node left
     # running keeps its name and topics on the DDS graph and confuses every later test.
+    # SIGINT back to its default first: a test runner started as a background job (`cmd &` in a
+    # non-interactive shell) ignores SIGINT, children inherit that, and ros2 launch, which only
+    # chains onto Python's own handler, would then never see the Ctrl-C that the tests send.
+    restore_sigint = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.argv[1], sys.argv[1:])")
     with open(log, "wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen([_ros2(), "launch", "scenesqueezer", launch_file, *arguments], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=log.parent, start_new_session=True)
+        return subprocess.Popen([sys.executable, "-c", restore_sigint, _ros2(), "launch", "scenesqueezer", launch_file,
+                                 *arguments], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent,
+                                start_new_session=True)
 
 
 def _stop_launch(process: subprocess.Popen, timeout: float = 90) -> int | None:

@@ -19,6 +19,7 @@ import numpy as np
 from ..features import Features
 from ..geometry import hidden_points
 from ..maps.database import LocalizationDatabase
+from ..types import Pose
 from .options import Option
 from .pose import PoseEstimate
 from .result import CheckOutcome, FailureCode
@@ -223,8 +224,10 @@ class Occlusion(PoseCheck):
     nearer road, pole and vegetation points a few pixels away). That floor belongs to the map: the
     map frame that observed an inlier saw it, so whatever the z-buffer hides from that frame is
     the sparse geometry's error, not evidence. An inlier counts only when hidden at the pose and
-    not from its supporting frame (the candidate frame it was matched in). The occluders are the
-    multi-view points of every retrieved candidate, the local map around the pose.
+    not from its supporting frame (the candidate frame it was matched in; for a compressed map's
+    cluster, neither from its representative frame nor from the cluster frame nearest the pose,
+    seen with the pose's orientation). The occluders are the multi-view points of every retrieved
+    candidate, the local map around the pose.
     """
 
     name, code, off_value = "occlusion", FailureCode.OCCLUDED_INLIERS, 1.0
@@ -256,11 +259,29 @@ class Occlusion(PoseCheck):
             hidden[rows] &= ~hidden_points(frame_camera, database.candidate_pose(int(index)), xyz[rows], occluders,
                                            OCCLUSION_RADIUS * max(frame_camera.width, frame_camera.height),
                                            OCCLUSION_DEPTH_RATIO)
+            centers = database.candidate_centers(int(index))
+            if len(centers) > 1 and hidden[rows].any():
+                hidden[rows] &= ~hidden_points(camera, near_frame_view(estimate.pose, centers), xyz[rows], occluders,
+                                               OCCLUSION_RADIUS * max(camera.width, camera.height),
+                                               OCCLUSION_DEPTH_RATIO)
         return float(hidden.mean())
 
     def reason(self, statistic: float, limit: float) -> str:
         return (f"{100 * statistic:.0f} % of the inliers would be hidden behind map points at the estimated pose "
                 f"but are seen from their map frames (limit {100 * limit:.0f} %; perceptual aliasing)")
+
+
+def near_frame_view(pose: Pose, centers: np.ndarray) -> Pose:
+    """The pose's orientation moved to the nearest of a cluster's frame centres (K, 3).
+
+    A compressed map's cluster stores one representative frame's pose but every frame's centre.
+    The frame that observed an inlier is most likely the cluster frame nearest the query (local
+    features match across small viewpoint changes only), and its orientation is close to the
+    query's; what the sparse z-buffer hides from that view is the map's own error, as for the
+    representative frame.
+    """
+    nearest = centers[np.argmin(np.linalg.norm(centers - pose.center, axis=1))]
+    return Pose(pose.R, -pose.R @ nearest)
 
 
 def local_occluders(context: CheckContext) -> np.ndarray:
