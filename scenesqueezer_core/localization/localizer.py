@@ -24,7 +24,7 @@ from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
 from ..maps.database import LocalizationDatabase, load_database
 from .matching import CandidateMatching
-from .pose import PoseEstimate, PoseEstimation
+from .pose import CandidatePose, PoseEstimate, PoseEstimation
 from .prior import CandidateGeometry, PosePrior
 from .result import FailureCode, LocalizationResult, SearchKind
 from .retrieval import make_retrieval
@@ -104,12 +104,10 @@ class Localizer:
         """Where the map's candidates are, for the prior's narrowing (built on its first use)."""
         return CandidateGeometry(self.database)
 
-    def _register(self, query, camera: Camera, retrieved, result: LocalizationResult,
-                  t_start: float) -> LocalizationResult:
-        """Match ``retrieved`` candidates, estimate the pose, run the pose checks; time and count into ``result``."""
-        timings = result.timings
-        result.candidate_ids = retrieved.candidate_ids
-        t0 = time.perf_counter()
+    def register(self, query, camera: Camera, indices: np.ndarray) -> tuple[list[CandidatePose], int]:
+        """Match the candidates ``indices`` (k,) lazily, in order, and register each (RANSAC + PnP) until
+        the pose stage's early exit: (the registered candidates, how many were matched). The matching
+        time is ``self.matching.seconds``."""
         matched = 0
 
         def counted(matches):
@@ -118,9 +116,18 @@ class Localizer:
                 matched += 1
                 yield candidate
 
-        match_before = timings["match"]
         registered = self.pose_estimation.register_candidates(
-            query.keypoints, camera, counted(self.matching.matches(query, retrieved.indices)))
+            query.keypoints, camera, counted(self.matching.matches(query, indices)))
+        return registered, matched
+
+    def _register(self, query, camera: Camera, retrieved, result: LocalizationResult,
+                  t_start: float) -> LocalizationResult:
+        """Match ``retrieved`` candidates, estimate the pose, run the pose checks; time and count into ``result``."""
+        timings = result.timings
+        result.candidate_ids = retrieved.candidate_ids
+        t0 = time.perf_counter()
+        match_before = timings["match"]
+        registered, matched = self.register(query, camera, retrieved.indices)
         result.num_candidates_matched += matched
         timings["match"] = match_before + self.matching.seconds  # matching runs lazily inside the registration loop
         if not registered:

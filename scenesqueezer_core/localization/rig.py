@@ -165,17 +165,8 @@ class RigLocalizer:
         timings["retrieve"] += time.perf_counter() - t0
         if len(query) < 4:
             return _CameraQuery(camera, query.keypoints, retrieved.indices, retrieved.candidate_ids, [], 0)
-        matched = 0
-
-        def counted(matches):
-            nonlocal matched
-            for candidate in matches:
-                matched += 1
-                yield candidate
-
         t0 = time.perf_counter()
-        registered = localizer.pose_estimation.register_candidates(
-            query.keypoints, camera, counted(localizer.matching.matches(query, retrieved.indices)))
+        registered, matched = localizer.register(query, camera, retrieved.indices)
         timings["match"] += localizer.matching.seconds  # matching runs lazily inside the registration loop
         timings["pnp"] += time.perf_counter() - t0 - localizer.matching.seconds
         return _CameraQuery(camera, query.keypoints, retrieved.indices, retrieved.candidate_ids, registered, matched)
