@@ -45,6 +45,24 @@ def test_compressed_file_content(compressed, small_street_map):
                    and v.ndim == 2 and v.shape[1] == 64 for v in vars(cmap).values())
 
 
+def test_localizer_keeps_no_decoded_copy_of_a_compressed_map(compressed):
+    """The matching stage leaves decoding to the map's bounded cluster cache, and the map's claim that
+    a point's descriptor is the same from every cluster (which lets matching compare it once) holds."""
+    from scenesqueezer_core.localization import Localizer
+
+    path, _ = compressed
+    localizer = Localizer.from_file(path, device="cpu")
+    cmap, matching = localizer.database, localizer.matching
+    assert cmap.decodes_on_demand and not matching.keeps_candidates and not matching._cache
+    assert matching.points_share_descriptors
+    features = [cmap.candidate_features(c) for c in range(cmap.num_clusters)]
+    point_ids = np.concatenate([ids for _, ids in features])
+    descriptors = np.concatenate([f.descriptors for f, _ in features])
+    assert len(np.unique(point_ids)) < len(point_ids)  # points seen from several clusters exist
+    _, first, inverse = np.unique(point_ids, return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(descriptors, descriptors[first][inverse.reshape(-1)])
+
+
 def test_localize_on_compressed_map(compressed, small_street_scene, tmp_path):
     path, _ = compressed
     results, metrics = tmp_path / "r.json", tmp_path / "m.json"

@@ -64,6 +64,8 @@ class TinyMap:
     features: list[Features]
     point_ids: list[np.ndarray]
     file_bytes: int = 0
+    points_share_descriptors: bool = True  # one descriptor per point, as in a compressed map
+    decodes_on_demand: bool = False
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         return self.features[index], self.point_ids[index]

@@ -40,27 +40,19 @@ class CandidateMatching:
         self.matcher = get_matcher(conf["matcher"], device=device) if conf["matcher"] else default_matcher
         self._cache: dict[int, tuple[Features, np.ndarray]] = {}
         self.seconds = 0.0  # matching time of the last ``matches`` iteration
-        # Candidate features (projected kept points / triangulated keypoints) are prepared once at
-        # load, so query latency and memory stay flat from the first frame on.
+        # A map that decodes its codes on demand bounds its own decoded cache; a second copy here
+        # would hold the whole map decoded (4 to 32 times its codes). Other maps' candidate
+        # features are prepared once at load, so query latency stays flat from the first frame on.
+        self.keeps_candidates = not database.decodes_on_demand
         if len(database.candidate_ids) <= int(conf["precompute_candidates_max"]):
-            for index in range(len(database.candidate_ids)):
+            for index in range(len(database.candidate_ids)):  # on-demand maps: fills their own cache
                 self.candidate(index)
-        # A compressed map stores one descriptor per point, seen from several clusters (1.6 times on
-        # the demo map): such points are compared with the query once per pass. Checked on the
-        # prepared candidates rather than assumed from the map kind.
-        self.points_share_descriptors = self._point_ids_identify_descriptors()
-
-    def _point_ids_identify_descriptors(self) -> bool:
-        """Whether every prepared feature with the same map point id has the same descriptor."""
-        if not self._cache or len(self._cache) < len(self.database.candidate_ids):
-            return False
-        point_ids = np.concatenate([ids for _, ids in self._cache.values()])
-        descriptors = np.concatenate([features.descriptors for features, _ in self._cache.values()])
-        _, first, inverse = np.unique(point_ids, return_index=True, return_inverse=True)
-        return bool(np.array_equal(descriptors, descriptors[first][inverse.reshape(-1)]))
+        self.points_share_descriptors = bool(database.points_share_descriptors)
 
     def candidate(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 map point id of each)."""
+        if not self.keeps_candidates:
+            return self.database.candidate_features(index)
         if index not in self._cache:
             self._cache[index] = self.database.candidate_features(index)
         return self._cache[index]

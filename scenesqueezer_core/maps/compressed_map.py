@@ -7,8 +7,9 @@ the installed ones.
 
 In memory a map holds the codes, not float descriptors: ``candidate_features`` decodes one
 cluster's codes when the localizer asks for it and keeps the last ``DESCRIPTOR_CACHE_CLUSTERS``
-clusters decoded, so a loaded map takes about its file size in RAM (a decoded XFeat descriptor is
-256 bytes; its code is 8 to 64).
+clusters decoded (the localizer keeps no copy of its own), so what a map takes in RAM beyond its
+file is bounded by those clusters, decoded (a decoded XFeat descriptor is 256 bytes; its code is
+8 to 64): a map of at most that many clusters is held decoded whole.
 
 File layout versions (``mapfile.FORMAT_VERSIONS``): version 1 stored ``points_xyz`` as float32,
 ids as int32/int64 and always colours. Version 2 (written now) stores coordinates as 16-bit fixed
@@ -86,6 +87,11 @@ class CompressedMap:
     def descriptor_codes(self) -> str:
         """Which codes points_codes holds (a maps.descriptor_codes name; maps before them hold DSQ codes)."""
         return str((self.info.get("models") or {}).get("descriptor_codes", DSQ_CODES))
+
+    # One code per point (seen from several clusters: 1.6 times on the demo map), decoded into the
+    # bounded cluster cache below (LocalizationDatabase).
+    points_share_descriptors = True
+    decodes_on_demand = True
 
     @property
     def stores_colors(self) -> bool:

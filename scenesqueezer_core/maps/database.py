@@ -51,6 +51,17 @@ class LocalizationDatabase(Protocol):
         """Median distance of the map frames' keypoints to their triangulated points' projections:
         how loosely the map fits its own images (0 when unknown). Scales the residual pose check."""
 
+    @property
+    def points_share_descriptors(self) -> bool:
+        """Whether every feature of one map point carries the same descriptor, whichever candidate it
+        comes from (a compressed map stores one code per point): matching compares such a point with
+        the query once per pass."""
+
+    @property
+    def decodes_on_demand(self) -> bool:
+        """Whether ``candidate_features`` decodes compact codes into a bounded cache of the map's own:
+        the localizer then keeps no decoded copy, so RAM stays near the file size."""
+
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""
 
@@ -76,6 +87,9 @@ def load_database(map_path: str | os.PathLike) -> LocalizationDatabase:
 
 class SceneMapDatabase:
     """LocalizationDatabase over an uncompressed SceneMap: one candidate per mapping frame."""
+
+    points_share_descriptors = False  # each observation keeps its own keypoint's descriptor
+    decodes_on_demand = False  # features are read from the map's float arrays
 
     def __init__(self, scene_map) -> None:
         self.scene_map = scene_map
