@@ -1,9 +1,13 @@
 """ROS 2 localizer node: a thin adapter between camera topics and the core ``Localizer``.
 
 Threads: the executor runs callbacks that only store the newest frame in a one-slot mailbox
-(a frame still waiting when a newer one arrives is dropped and counted); one worker thread takes
-the newest frame, localizes it and publishes. Services run in their own callback group on a
-second executor thread, so a map reload never stalls the image callbacks.
+(a frame still waiting when a newer one arrives is dropped and counted). Two worker threads form
+a pipeline: the extraction thread takes the newest frame, decodes it and extracts its features
+(the core's ``Localizer.extract``) into a second one-slot mailbox; the registration thread takes
+the newest extracted frame, retrieves, matches, solves the pose (``localize_extracted``) and
+publishes. So frame n+1 is extracted while frame n is registered, and at most one frame waits in
+each mailbox (newest-frame-only and bounded, as before). Services run in their own callback group
+on a further executor thread, so a map reload never stalls the image callbacks.
 
 Modes (parameter ``mode``): ``continuous`` localizes every frame; ``on_demand`` only the next frame
 after a ``~/trigger_localization`` call (std_srvs/Trigger, answered with that frame's result);
@@ -61,6 +65,7 @@ from std_srvs.srv import Trigger
 from scenesqueezer.msg import LocalizationResult as LocalizationResultMsg
 from scenesqueezer_core.errors import ConfigError, ImageError, SceneSqueezerError
 from scenesqueezer_core.localization import FailureCode, LocalizationResult, Localizer, OdometryTracker, SearchKind
+from scenesqueezer_core.localization.localizer import ExtractedImage
 from scenesqueezer_core.localization.rig import RigLocalizer
 from scenesqueezer_core.types import Rig, RigCamera
 
@@ -94,6 +99,11 @@ class FrameJob:
     result: object | None = None
     rig_images: list | None = None  # rig: one image message per camera, in the order of ``cameras``
     rig_infos: list | None = None  # ... and the CameraInfo of each (None where none arrived yet)
+    # set by the extraction stage for the registration stage
+    triggers: list = field(default_factory=list)  # TriggerWaits answered with this frame's result
+    localizer: Localizer | None = None  # the one that extracted it: a reload in between must not mix maps
+    extracted: ExtractedImage | None = None
+    failure: LocalizationResult | None = None  # refused before extraction (no map, bad image, ...)
 
 
 @dataclass
@@ -105,7 +115,10 @@ class TriggerWait:
 
 
 class FrameMailbox:
-    """One slot: put() replaces a waiting job (counting it as dropped); take() waits for one."""
+    """One slot: put() replaces a waiting job (counting it as dropped); take() waits for one.
+
+    A replaced job's trigger calls move to the job replacing it (they asked for the next result);
+    a service waiting on the replaced job itself is answered with no result."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
@@ -120,6 +133,7 @@ class FrameMailbox:
                 if self._job.done is not None:  # a service waits on it: keep its promise
                     self._job.result = None
                     self._job.done.set()
+                job.triggers = self._job.triggers + job.triggers
             self._job = job
             self._condition.notify()
 
@@ -175,14 +189,15 @@ class LocalizerNode(LifecycleNode):
         self._mode_lock = threading.Lock()
         self._triggers: list[TriggerWait] = []
         self._localizing = True
-        self._mailbox = FrameMailbox()
+        self._mailbox = FrameMailbox()  # received frames -> extraction
+        self._extracted = FrameMailbox()  # extracted frames -> registration
         self._counters = Counters()
         self._counters_lock = threading.Lock()
         self._diag_window = (time.monotonic(), 0, 0, 0)
         self._tf_broadcaster = None
         self._tf_lookup = None
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         # what configure / activate created, destroyed again by cleanup / deactivate
         self._configured_entities: set = set()
         self._active_entities: set = set()
@@ -268,10 +283,12 @@ class LocalizerNode(LifecycleNode):
             self.create_subscription(Image, self.params.image_topic, self._on_image, qos)
         self.create_subscription(CameraInfo, self.params.camera_info_topic, self._on_camera_info, qos)
         self._active_entities = self._entities() - before
-        self._mailbox = FrameMailbox()
+        self._mailbox, self._extracted = FrameMailbox(), FrameMailbox()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="scenesqueezer-localizer", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._extract_work, name="scenesqueezer-extract", daemon=True),
+                         threading.Thread(target=self._register_work, name="scenesqueezer-register", daemon=True)]
+        for worker in self._workers:
+            worker.start()
         # The latched cloud goes out once the node is active (clients take it as "ready": the
         # camera subscriptions above exist by then).
         with self._localizer_lock:
@@ -303,9 +320,10 @@ class LocalizerNode(LifecycleNode):
     def _stop_worker(self) -> None:
         self._stop.set()
         self._mailbox.close()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
+        self._extracted.close()
+        for worker in self._workers:
+            worker.join(timeout=5.0)
+        self._workers = []
 
     # --- callbacks: never block ---------------------------------------------------------------
 
@@ -382,7 +400,7 @@ class LocalizerNode(LifecycleNode):
         with self._mode_lock:  # the mode, like the localizer's parameters, applies from a (re)load on
             self._localizing = self.params.mode != "on_demand"
             self._reload_error = ""
-        if self._worker is not None:  # active; on_activate publishes it otherwise
+        if self._workers:  # active; on_activate publishes it otherwise
             self._publish_cloud(localizer)
         message = f"loaded map {path} ({len(localizer.map_points)} points)"
         self.get_logger().info(message)
@@ -422,7 +440,7 @@ class LocalizerNode(LifecycleNode):
 
     def _on_localize_now(self, request, response):
         job = self._last_job
-        if self._worker is None:
+        if not self._workers:
             response.success, response.message = False, "the node is not active; activate it first"
             return response
         if job is None:
@@ -443,7 +461,7 @@ class LocalizerNode(LifecycleNode):
 
     def _on_trigger_localization(self, request, response):
         """Localize the next frame (whatever the mode) and answer with its result."""
-        if self._worker is None:
+        if not self._workers:
             response.success, response.message = False, "the node is not active; activate it first"
             return response
         waiting = TriggerWait()
@@ -483,7 +501,8 @@ class LocalizerNode(LifecycleNode):
 
     # --- worker -------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _extract_work(self) -> None:
+        """Pipeline stage 1: the newest received frame -> its features, into the second mailbox."""
         next_allowed = 0.0
         while not self._stop.is_set():
             if self.params.max_rate_hz > 0:
@@ -506,8 +525,32 @@ class LocalizerNode(LifecycleNode):
                 continue
             if self.params.max_rate_hz > 0:
                 next_allowed = time.monotonic() + 1.0 / self.params.max_rate_hz
+            job.triggers = triggers
             try:
-                result = self._process(job)
+                staged = self._extract(job)
+            except Exception as error:  # noqa: BLE001 - the worker must outlive any bad frame
+                self.get_logger().error(f"feature extraction crashed on a frame: {error!r}")
+                with self._counters_lock:
+                    self._counters.errors += 1
+                job.failure = internal_error(error)
+                staged = job
+            self._extracted.put(staged)
+
+    def _register_work(self) -> None:
+        """Pipeline stage 2: the newest extracted frame -> pose (or failure), published."""
+        while not self._stop.is_set():
+            job = self._extracted.take(timeout=0.2)
+            if job is None:
+                continue
+            if job.done is None and not job.triggers:
+                with self._mode_lock:
+                    run = self._localizing  # until_localized may have stopped while it was extracted
+                if not run:
+                    with self._counters_lock:
+                        self._counters.skipped_idle += 1
+                    continue
+            try:
+                result = self._register(job)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any bad frame
                 self.get_logger().error(f"localization crashed on a frame: {error!r}")
                 with self._counters_lock:
@@ -516,7 +559,7 @@ class LocalizerNode(LifecycleNode):
             if job.done is not None:
                 job.result = result
                 job.done.set()
-            for trigger in triggers:
+            for trigger in job.triggers:
                 trigger.result = result
                 trigger.done.set()
             self._update_mode()
@@ -532,24 +575,26 @@ class LocalizerNode(LifecycleNode):
                                            "localized; idle until ~/trigger_localization")
                 self._localizing = False
 
-    def _process(self, job: FrameJob):
-        self._last_job = replace(job, done=None, result=None)
+    def _extract(self, job: FrameJob) -> FrameJob:
+        """Stage 1 on one frame: check it, decode it, extract its features; or the reason it cannot be.
+
+        Fills ``job`` itself (a service waiting on it reads its ``result`` when stage 2 sets it)."""
+        self._last_job = replace(job, done=None, result=None, triggers=[])
         if job.rig_images is not None:
-            return self._process_rig(job)
+            return job  # a rig frame goes through the registration stage whole
         header = job.image_msg.header
-        camera_frame = self.params.camera_frame or header.frame_id
         with self._localizer_lock:
-            localizer, tracker = self._localizer, self._tracker
-        result = None
+            localizer = self._localizer
+        failure = None
         backwards = self._stamp_went_backwards(header) if job.done is None else ""
         if backwards:
-            result = LocalizationResult(False).fail(FailureCode.STAMP_BACKWARDS, backwards)
+            failure = LocalizationResult(False).fail(FailureCode.STAMP_BACKWARDS, backwards)
         elif localizer is None:
-            result = LocalizationResult(False).fail(FailureCode.NO_MAP, self._map_error or "no map loaded")
+            failure = LocalizationResult(False).fail(FailureCode.NO_MAP, self._map_error or "no map loaded")
         elif job.camera_info is None:
-            result = LocalizationResult(False).fail(
+            failure = LocalizationResult(False).fail(
                 FailureCode.NO_CAMERA_INFO, f"no CameraInfo received on {self.params.camera_info_topic!r} yet")
-        if result is None:
+        if failure is None:
             try:
                 camera = self._camera_for(job.camera_info)
                 if isinstance(job.image_msg, CompressedImage):
@@ -560,14 +605,34 @@ class LocalizerNode(LifecycleNode):
                     raise ImageError(
                         f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                         f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+                job.localizer, job.extracted = localizer, localizer.extract(rgb, camera)
+                return job
+            except ImageError as error:
+                failure = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
+            except SceneSqueezerError as error:
+                failure = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
+        job.failure = failure
+        return job
+
+    def _register(self, job: FrameJob):
+        """Stage 2 on one frame: the pose from its features (with the odometry prior when there is
+        one), or its stage-1 failure; published either way."""
+        if job.rig_images is not None:
+            return self._process_rig(job)
+        header = job.image_msg.header
+        camera_frame = self.params.camera_frame or header.frame_id
+        result = job.failure
+        if result is None:
+            assert job.localizer is not None and job.extracted is not None
+            with self._localizer_lock:
+                tracker = self._tracker if job.localizer is self._localizer else None  # a tracker is its map's
+            try:
                 odom_from_camera = self._odometry(camera_frame, header.stamp)
                 if tracker is None:
-                    result = localizer.localize(rgb, camera)
+                    result = job.localizer.localize_extracted(job.extracted)
                 else:
                     self._apply_pending_seed(tracker, camera_frame, odom_from_camera)
-                    result = tracker.localize(localizer, rgb, camera, odom_from_camera)
-            except ImageError as error:
-                result = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
+                    result = tracker.localize_extracted(job.localizer, job.extracted, odom_from_camera)
             except SceneSqueezerError as error:
                 result = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
         self._publish(result, header, camera_frame)
@@ -651,7 +716,7 @@ class LocalizerNode(LifecycleNode):
 
     def _publish_internal_error(self, job: FrameJob, error: Exception):
         """A failure result for a frame whose processing raised: subscribers still hear of it."""
-        result = LocalizationResult(False).fail(FailureCode.INTERNAL_ERROR, f"internal error, frame skipped: {error!r}")
+        result = internal_error(error)
         try:
             header = job.image_msg.header
             self._publish(result, header, self.params.camera_frame or header.frame_id)
@@ -784,7 +849,7 @@ class LocalizerNode(LifecycleNode):
             "map_path": self.params.map_path,
             "frames_received": snapshot.received,
             "frames_processed": snapshot.processed,
-            "frames_dropped": self._mailbox.dropped,
+            "frames_dropped": self._mailbox.dropped + self._extracted.dropped,
             "localized": snapshot.localized,
             "failed": snapshot.failed,
             "errors": snapshot.errors,
@@ -808,6 +873,10 @@ class LocalizerNode(LifecycleNode):
     def destroy_node(self) -> None:
         self._stop_worker()
         super().destroy_node()
+
+
+def internal_error(error: Exception) -> LocalizationResult:
+    return LocalizationResult(False).fail(FailureCode.INTERNAL_ERROR, f"internal error, frame skipped: {error!r}")
 
 
 def stamp_ns(stamp) -> int:

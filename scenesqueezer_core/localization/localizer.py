@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import ImageError
-from ..features import load_feature_setup
+from ..features import Features, load_feature_setup
 from ..types import Camera
 from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
@@ -28,6 +29,15 @@ from .pose import CandidatePose, PoseEstimate, PoseEstimation
 from .prior import CandidateGeometry, PosePrior
 from .result import FailureCode, LocalizationResult, SearchKind
 from .retrieval import make_retrieval
+
+
+@dataclass
+class ExtractedImage:
+    """A query image after the extraction stage (``Localizer.extract``)."""
+
+    query: Features  # its local features (keypoints in the pixels of ``camera``)
+    camera: Camera  # the intrinsics after any downscaling to max_image_size
+    seconds: float  # time the extraction took (image checks and downscaling included)
 
 
 class Localizer:
@@ -65,14 +75,27 @@ class Localizer:
         prediction are searched first; the global search runs when that gives no pose agreeing
         with the prediction. ``result.search`` says which search the result comes from.
         """
-        timings = dict.fromkeys(("extract", "retrieve", "match", "pnp"), 0.0)
-        t_start = time.perf_counter()
-        result = LocalizationResult(success=False, timings=timings)
-        image, camera = prepare_image(image, camera, int(self.conf["max_image_size"]))  # ImageError: the caller's
+        return self.localize_extracted(self.extract(image, camera), prior)
 
+    def extract(self, image: np.ndarray, camera: Camera) -> ExtractedImage:
+        """The first stage alone: check and downscale the image, extract its local features.
+
+        Split from the rest so that a caller can extract the next frame while this one is
+        registered (the node's two-stage pipeline). ImageError: the caller's image or camera.
+        """
         t0 = time.perf_counter()
+        image, camera = prepare_image(image, camera, int(self.conf["max_image_size"]))
         query = self.extractor.extract(image)
-        timings["extract"] = time.perf_counter() - t0
+        return ExtractedImage(query, camera, time.perf_counter() - t0)
+
+    def localize_extracted(self, extracted: ExtractedImage, prior: PosePrior | None = None) -> LocalizationResult:
+        """Everything after extraction (``localize``): retrieval, matching, pose, checks. The result's
+        ``total`` time is the extraction's plus this call's (not the wait between the two)."""
+        timings = dict.fromkeys(("extract", "retrieve", "match", "pnp"), 0.0)
+        timings["extract"] = extracted.seconds
+        t_start = time.perf_counter() - extracted.seconds
+        result = LocalizationResult(success=False, timings=timings)
+        query, camera = extracted.query, extracted.camera
 
         if prior is not None and len(query) >= 4:
             t0 = time.perf_counter()

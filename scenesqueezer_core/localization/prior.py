@@ -25,7 +25,7 @@ from ..types import Camera, Pose
 from .result import FailureCode, LocalizationResult
 
 if TYPE_CHECKING:  # the Localizer imports this module
-    from .localizer import Localizer
+    from .localizer import ExtractedImage, Localizer
 
 
 def pose_difference(a: Pose, b: Pose) -> tuple[float, float]:
@@ -127,9 +127,14 @@ class OdometryTracker:
     def localize(self, localizer: Localizer, image: np.ndarray, camera: Camera,
                  odom_from_camera: Pose | None) -> LocalizationResult:
         """Localize one frame with the prior when there is one; accept or refuse the pose; track it."""
+        return self.localize_extracted(localizer, localizer.extract(image, camera), odom_from_camera)
+
+    def localize_extracted(self, localizer: Localizer, extracted: ExtractedImage,
+                           odom_from_camera: Pose | None) -> LocalizationResult:
+        """``localize`` on a frame whose features ``localizer.extract`` gave (the node's pipeline)."""
         self._advance(odom_from_camera)
         prior = self.prior(odom_from_camera)
-        result = localizer.localize(image, camera, prior=prior)
+        result = localizer.localize_extracted(extracted, prior=prior)
         pose = result.cam_from_world if result.success else None
         if pose is None:
             self.consecutive_agreeing = 0

@@ -35,7 +35,7 @@ import pycolmap
 
 from ..errors import ConfigError
 from ..types import Camera, Pose, Rig
-from .localizer import Localizer, prepare_image
+from .localizer import Localizer
 from .pose import CandidatePose, PoseEstimate
 from .result import FailureCode, LocalizationResult, SearchKind
 
@@ -156,10 +156,9 @@ class RigLocalizer:
     def _register(self, image: np.ndarray, camera: Camera, timings: dict[str, float]) -> _CameraQuery:
         """One camera: extract, retrieve, match and RANSAC + PnP per candidate (the Localizer's stages)."""
         localizer = self.localizer
-        image, camera = prepare_image(image, camera, int(localizer.conf["max_image_size"]))
-        t0 = time.perf_counter()
-        query = localizer.extractor.extract(image)
-        timings["extract"] += time.perf_counter() - t0
+        extracted = localizer.extract(image, camera)
+        query, camera = extracted.query, extracted.camera
+        timings["extract"] += extracted.seconds
         t0 = time.perf_counter()
         retrieved = localizer.retrieval(query)
         timings["retrieve"] += time.perf_counter() - t0
