@@ -213,3 +213,48 @@ def test_keyframes_are_spaced_and_cover_the_path(centers, min_translation):
         if k not in kept:
             last = max(i for i in kept if i < k)
             assert np.linalg.norm(poses[k].center - poses[last].center) < min_translation
+
+
+def test_rig_split_exports_every_camera_with_its_mounting(small_street_rig_scene, tmp_path):
+    """A rig split: per rig frame, each camera's image and CameraInfo on /image_<i> and /camera_info_<i>
+    at one stamp, the rig base's ground truth, and each camera's mounting from rig.json on /tf_static."""
+    from scenesqueezer_core.dataset import load_rig
+
+    dataset = load_dataset(small_street_rig_scene)
+    rig, frames = load_rig(dataset)
+    rows = frames["query_day_rig"]
+    bag = export_bag(small_street_rig_scene, tmp_path / "rig", split="query_day_rig", rig=True, rate_hz=5.0)
+    types, messages = read_bag(bag)
+    cameras = len(rig.cameras)
+    for i in range(cameras):
+        assert types[f"/image_{i}"] == "sensor_msgs/msg/Image" and len(messages[f"/image_{i}"]) == len(rows)
+        assert len(messages[f"/camera_info_{i}"]) == len(rows)
+    mounts = {t.child_frame_id: t for t in messages["/tf_static"][0][1].transforms}
+    assert set(mounts) == {f"{c.name}_optical" for c in rig.cameras}
+    for camera in rig.cameras:
+        t = mounts[f"{camera.name}_optical"]
+        assert t.header.frame_id == "rig_base"
+        mount = m.msg_to_pose(t.transform.translation, t.transform.rotation)
+        np.testing.assert_allclose(mount.R, camera.base_from_camera.R, atol=1e-9)
+        np.testing.assert_allclose(mount.t, camera.base_from_camera.t, atol=1e-9)
+    for k, row in enumerate(rows):
+        stamps = {messages[f"/image_{i}"][k][1].header.stamp.sec * 10**9 + messages[f"/image_{i}"][k][1].header.stamp.nanosec
+                  for i in range(cameras)}
+        assert len(stamps) == 1  # one rig frame, one stamp
+        for i, (camera, frame) in enumerate(zip(rig.cameras, row)):
+            image = messages[f"/image_{i}"][k][1]
+            assert image.header.frame_id == f"{camera.name}_optical"
+            np.testing.assert_array_equal(m.image_msg_to_rgb(image), read_image(frame.image_path))
+            # the base's ground truth and the mounting give each camera's own ground truth
+            pose = messages["/ground_truth/camera_pose"][k][1].pose
+            map_from_base = m.msg_to_pose(pose.position, pose.orientation)
+            map_from_camera = map_from_base @ camera.base_from_camera
+            np.testing.assert_allclose(map_from_camera.inverse().t, frame.cam_from_world.t, atol=1e-6)
+            np.testing.assert_allclose(map_from_camera.inverse().R, frame.cam_from_world.R, atol=1e-6)
+
+
+def test_rig_export_of_a_split_without_rig_frames_names_the_fix(small_street_rig_scene, scene, tmp_path):
+    with pytest.raises(DatasetError, match="has no rig frames of split 'query'.*query_day_rig"):
+        export_bag(small_street_rig_scene, tmp_path / "a", split="query", rig=True)
+    with pytest.raises(DatasetError, match="rig.json"):
+        export_bag(scene, tmp_path / "b", split="query", rig=True)

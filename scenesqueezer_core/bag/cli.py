@@ -1,6 +1,6 @@
 """Bag sub-commands of ``scenesqueezer`` (registered by ``add_bag_commands`` from the main CLI).
 
-    scenesqueezer export-bag DATASET_DIR BAG_OUT [--split query] [--storage mcap|sqlite3] [--compressed] [--rate HZ]
+    scenesqueezer export-bag DATASET_DIR BAG_OUT [--split query] [--storage mcap|sqlite3] [--compressed] [--rate HZ] [--rig]
     scenesqueezer bag-to-dataset BAG OUT_DIR [--image-topic T] [--pose-topic T | --tf-frames MAP CAMERA]
     scenesqueezer replay BAG MAP [--rate R | --as-fast-as-node] [--output REPORT_DIR] [--offline | --connect]
 
@@ -21,8 +21,9 @@ def _cmd_export_bag(args: argparse.Namespace) -> int:
 
     path = export_bag(args.dataset, args.bag_out, split=args.split, storage=args.storage,
                       compressed=args.compressed, rate_hz=args.rate, encoding=args.encoding,
-                      overwrite=args.overwrite)
-    print(f"wrote {args.storage} bag {path} (split {args.split!r} at {args.rate:g} Hz)")
+                      overwrite=args.overwrite, rig=args.rig)
+    print(f"wrote {args.storage} bag {path} ({'rig frames of ' if args.rig else ''}split {args.split!r} "
+          f"at {args.rate:g} Hz)")
     return 0
 
 
@@ -91,6 +92,9 @@ def add_bag_commands(sub) -> None:
     p.add_argument("--encoding", default="auto", choices=("auto", "rgb8", "bgr8", "mono8"),
                    help="image encoding (auto: mono8 for grey images, e.g. a grey camera's, else rgb8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag at BAG_OUT")
+    p.add_argument("--rig", action="store_true",
+                   help="the split's rig frames (rig.json): every camera on /image_<i>, /camera_info_<i>, "
+                        "mountings on /tf_static, the rig base's ground truth (the node's `cameras` mode)")
     p.set_defaults(func=_cmd_export_bag)
 
     p = sub.add_parser("bag-to-dataset", help="rosbag2 -> dataset folder (synchronized keyframes with poses)")

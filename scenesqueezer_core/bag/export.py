@@ -12,6 +12,13 @@ Per frame, all with the same header stamp (``start + i / rate_hz``):
   ``/tf_static`` the camera mount body_frame -> optical frame (REP 103 body axes to optical axes),
   so TF consumers (and ``bag_to_dataset(tf_frames=...)``) see a realistic tree.
 
+A rig split (``rig``: the split's rows in the dataset's rig.json) is written as a multi-camera
+robot records it, what the node's ``cameras`` mode subscribes to: per rig frame and camera i, the
+image and CameraInfo on ``/image_<i>`` / ``/camera_info_<i>`` (frame ``<camera name>_optical``),
+all with the frame's stamp; the ground-truth pose of the rig's base frame (``rig_base_frame``) in
+``map``; and with ``ground_truth_tf`` map -> rig base on ``/tf`` and each camera's mounting from
+rig.json (rig base -> ``<name>_optical``) on ``/tf_static``.
+
 The bag is written into a temporary folder beside ``bag_out`` and renamed when complete.
 """
 
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset import load_dataset, read_image
+from ..dataset import load_dataset, load_rig, read_image
 from ..errors import ConfigError, DatasetError
 from ..types import Pose
 from . import messages as m
@@ -46,9 +53,17 @@ class BagTopics:
     map_frame: str = "map"
     body_frame: str = "camera_link"
     optical_frame: str = "camera_optical_frame"
+    # a rig's: {index} is the camera's position in rig.json (the node's image_<i> / camera_info_<i>)
+    rig_image: str = "/image_{index}"
+    rig_camera_info: str = "/camera_info_{index}"
+    rig_base_frame: str = "rig_base"
 
-    def image_topic(self, compressed: bool) -> str:
-        return self.image.rstrip("/") + "/compressed" if compressed else self.image
+    def image_topic(self, compressed: bool, index: int | None = None) -> str:
+        image = self.image if index is None else self.rig_image.format(index=index)
+        return image.rstrip("/") + "/compressed" if compressed else image
+
+    def camera_info_topic(self, index: int | None = None) -> str:
+        return self.camera_info if index is None else self.rig_camera_info.format(index=index)
 
 
 def is_bag(path: str | os.PathLike) -> bool:
@@ -63,8 +78,9 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
                storage: str = "mcap", compressed: bool = False, rate_hz: float = 10.0,
                topics: BagTopics | None = None, encoding: str = "auto", jpeg_quality: int = 95,
                ground_truth_tf: bool = True, start_ns: int = DEFAULT_START_NS,
-               overwrite: bool = False) -> Path:
-    """Write the frames of ``split`` (in splits.json order) into a new rosbag2 at ``bag_out``.
+               overwrite: bool = False, rig: bool = False) -> Path:
+    """Write the frames of ``split`` (in splits.json order) into a new rosbag2 at ``bag_out``;
+    with ``rig``, the rig frames of ``split`` in rig.json, every camera's image (module docstring).
 
     Raises ConfigError for bad options, DatasetError for a split without ground-truth poses or an
     existing ``bag_out`` (replaced only with ``overwrite`` and only when it is a bag).
@@ -89,7 +105,20 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
             raise DatasetError(f"bag {bag_out} exists already; delete it or pass overwrite (--overwrite)")
 
     dataset = load_dataset(dataset_dir)
-    frames = dataset.split(split)
+    if rig:
+        camera_rig, rig_frames = load_rig(dataset)
+        if split not in rig_frames:
+            raise DatasetError(f"rig.json of {dataset.root} has no rig frames of split {split!r} (it has "
+                               f"{', '.join(sorted(rig_frames)) or 'none'}); pass one of those as the split")
+        rows = rig_frames[split]
+        mounts = [(c.base_from_camera, topics.rig_base_frame, f"{c.name}_optical") for c in camera_rig.cameras]
+    else:
+        rows = [[frame] for frame in dataset.split(split)]
+        mounts = [(BODY_FROM_OPTICAL, topics.body_frame, topics.optical_frame)]
+    # (base_from_camera, base frame, optical frame) per camera; the base's ground truth is
+    # base_from_world = base_from_camera @ cam_from_world of any of its images (the first's here)
+    base_from_first, body_frame = mounts[0][0], mounts[0][1]
+    frames = [frame for row in rows for frame in row]
     if not frames:
         raise DatasetError(f"split {split!r} of {dataset.root} is empty; nothing to export")
     missing = [f.name for f in frames if f.cam_from_world is None]
@@ -107,38 +136,42 @@ def export_bag(dataset_dir: str | os.PathLike, bag_out: str | os.PathLike, split
         try:
             store = m.typestore()
             image_type = m.COMPRESSED_IMAGE_TYPE if compressed else m.IMAGE_TYPE
-            image_conn = writer.add_connection(topics.image_topic(compressed), image_type, typestore=store)
-            info_conn = writer.add_connection(topics.camera_info, m.CAMERA_INFO_TYPE, typestore=store)
+            indices = list(range(len(rows[0]))) if rig else [None]
+            image_conns = [writer.add_connection(topics.image_topic(compressed, i), image_type, typestore=store)
+                           for i in indices]
+            info_conns = [writer.add_connection(topics.camera_info_topic(i), m.CAMERA_INFO_TYPE, typestore=store)
+                          for i in indices]
             pose_conn = writer.add_connection(topics.ground_truth_pose, m.POSE_STAMPED_TYPE, typestore=store)
             if ground_truth_tf:
                 tf_conn = writer.add_connection("/tf", m.TF_TYPE, typestore=store)
                 static_conn = writer.add_connection("/tf_static", m.TF_TYPE, typestore=store,
                                                     offered_qos_profiles=[_latched_qos()])
-                static = _tf_message([(BODY_FROM_OPTICAL, topics.body_frame, topics.optical_frame)], start_ns)
-                writer.write(static_conn, start_ns, store.serialize_cdr(static, m.TF_TYPE))
+                writer.write(static_conn, start_ns, store.serialize_cdr(_tf_message(mounts, start_ns), m.TF_TYPE))
 
-            for index, frame in enumerate(frames):
+            for index, row in enumerate(rows):
                 ns = start_ns + index * period_ns
-                rgb = read_image(frame.image_path)
-                if (rgb.shape[1], rgb.shape[0]) != (frame.camera.width, frame.camera.height):
-                    raise DatasetError(
-                        f"image {frame.image_path} is {rgb.shape[1]}x{rgb.shape[0]} but its camera says "
-                        f"{frame.camera.width}x{frame.camera.height}; fix the dataset's cameras.txt")
-                head = m.header(ns, topics.optical_frame)
-                frame_encoding = encoding if encoding != "auto" else ("mono8" if is_grey(rgb) else "rgb8")
-                image_msg = (_compressed_msg(rgb, head, jpeg_quality, grey=frame_encoding == "mono8") if compressed
-                             else _image_msg(rgb, head, frame_encoding))
-                info_msg = m.camera_to_camera_info(frame.camera, ns, topics.optical_frame)
-                map_from_cam = frame.cam_from_world.inverse()
+                for frame, image_conn, info_conn, (_, _, optical_frame) in zip(row, image_conns, info_conns, mounts):
+                    rgb = read_image(frame.image_path)
+                    if (rgb.shape[1], rgb.shape[0]) != (frame.camera.width, frame.camera.height):
+                        raise DatasetError(
+                            f"image {frame.image_path} is {rgb.shape[1]}x{rgb.shape[0]} but its camera says "
+                            f"{frame.camera.width}x{frame.camera.height}; fix the dataset's cameras.txt")
+                    head = m.header(ns, optical_frame)
+                    frame_encoding = encoding if encoding != "auto" else ("mono8" if is_grey(rgb) else "rgb8")
+                    image_msg = (_compressed_msg(rgb, head, jpeg_quality, grey=frame_encoding == "mono8") if compressed
+                                 else _image_msg(rgb, head, frame_encoding))
+                    info_msg = m.camera_to_camera_info(frame.camera, ns, optical_frame)
+                    # Camera info first: a subscriber pairing each image with the latest info gets the right one.
+                    writer.write(info_conn, ns, store.serialize_cdr(info_msg, m.CAMERA_INFO_TYPE))
+                    writer.write(image_conn, ns, store.serialize_cdr(image_msg, image_type))
+                map_from_base = (base_from_first @ row[0].cam_from_world).inverse()
+                # the ground-truth pose: a rig's base, a single camera's optical frame
+                map_from_pose = map_from_base if rig else map_from_base @ base_from_first
                 pose_msg = types[m.POSE_STAMPED_TYPE](header=m.header(ns, topics.map_frame),
-                                                      pose=m.pose_to_msg(map_from_cam))
-                # Camera info first: a subscriber pairing each image with the latest info gets the right one.
-                writer.write(info_conn, ns, store.serialize_cdr(info_msg, m.CAMERA_INFO_TYPE))
-                writer.write(image_conn, ns, store.serialize_cdr(image_msg, image_type))
+                                                      pose=m.pose_to_msg(map_from_pose))
                 writer.write(pose_conn, ns, store.serialize_cdr(pose_msg, m.POSE_STAMPED_TYPE))
                 if ground_truth_tf:
-                    map_from_body = map_from_cam @ BODY_FROM_OPTICAL.inverse()
-                    tf = _tf_message([(map_from_body, topics.map_frame, topics.body_frame)], ns)
+                    tf = _tf_message([(map_from_base, topics.map_frame, body_frame)], ns)
                     writer.write(tf_conn, ns, store.serialize_cdr(tf, m.TF_TYPE))
         except BaseException:
             writer.abort()  # the staging folder goes away below; only release the file handles
