@@ -23,6 +23,8 @@ Multi-camera rig (parameter ``cameras``, e.g. "front,left,right"): the node subs
 ``image_<i>`` / ``camera_info_<i>`` per camera, groups one frame per camera whose stamps lie within
 ``rig_stamp_tolerance_s``, takes each camera's extrinsics from TF (``base_frame`` -> the image's
 frame_id) and publishes one pose of ``base_frame`` (core: scenesqueezer_core/localization/rig.py).
+With ``odom_frame`` set the odometry prior tracks the base (TF odom -> base_frame): each camera
+searches near its predicted pose first, as a single camera does.
 
 Lifecycle (a managed node, as nav2 brings nodes up): configure reads the parameters, creates the
 publishers and services and loads the map; activate subscribes to the camera topics and starts the
@@ -644,7 +646,7 @@ class LocalizerNode(LifecycleNode):
         header = job.image_msg.header
         names = self._rig_names()
         with self._localizer_lock:
-            localizer = self._localizer
+            localizer, tracker = self._localizer, self._tracker
         result = None
         backwards = self._stamp_went_backwards(header) if job.done is None else ""
         missing = [f"camera_info_{i} ({name})" for i, (name, info) in enumerate(zip(names, job.rig_infos))
@@ -679,7 +681,15 @@ class LocalizerNode(LifecycleNode):
                     rig_cameras.append(RigCamera(name, base_from_camera))
                     images.append(rgb)
                     cameras.append(camera)
-                result = RigLocalizer(localizer, Rig(tuple(rig_cameras))).localize(images, cameras)
+                rig_localizer = RigLocalizer(localizer, Rig(tuple(rig_cameras)))
+                # the tracked frame is the rig's base: odometry odom -> base_frame, /initialpose as given
+                odom_from_base = self._odometry(params.base_frame, header.stamp)
+                if tracker is None:
+                    result = rig_localizer.localize(images, cameras)
+                else:
+                    self._apply_pending_seed(tracker, params.base_frame, odom_from_base)
+                    result = tracker.track(odom_from_base,
+                                           lambda prior: rig_localizer.localize(images, cameras, prior=prior))
             except ImageError as error:
                 result = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
             except SceneSqueezerError as error:

@@ -78,3 +78,29 @@ def test_rig_takes_one_image_per_camera(rig_street):
     row = frames["query_day_rig"][0]
     with pytest.raises(ConfigError, match="the rig has 3 cameras"):
         RigLocalizer(localizer, rig).localize([read_image(row[0].image_path)], [row[0].camera])
+
+
+def test_rig_prior_narrows_the_search_and_falls_back_when_it_is_wrong(rig_street):
+    """A prior at the rig's true pose: the narrowed search gives the pose (search PRIOR, fewer
+    candidates matched); the prior moved 10 m away: the global search still finds it."""
+    from scenesqueezer_core.localization import PosePrior, SearchKind
+    from scenesqueezer_core.types import Pose
+
+    dataset, rig, frames, localizer = rig_street
+    rig_localizer = RigLocalizer(localizer, rig)
+    row = frames["query_day_rig"][1]
+    images, cameras = [read_image(frame.image_path) for frame in row], [frame.camera for frame in row]
+    truth = rig.cameras[0].base_from_camera @ row[0].cam_from_world
+    plain = rig_localizer.localize(images, cameras)
+    assert plain.success and plain.search == SearchKind.GLOBAL
+
+    near = rig_localizer.localize(images, cameras, prior=PosePrior(truth, 1.0, 5.0))
+    assert near.success and near.search == SearchKind.PRIOR, near.failure_reason
+    assert pose_difference(near.base_from_world, truth)[0] < 0.25
+    assert near.num_candidates_matched <= len(rig.cameras) * int(localizer.conf["prior_top_k"])
+    assert all(share.search == SearchKind.PRIOR for share in near.cameras.values())
+
+    moved = Pose(truth.R, truth.t + truth.R @ np.array([10.0, 0.0, 0.0]))  # the base 10 m to the side
+    far = rig_localizer.localize(images, cameras, prior=PosePrior(moved, 1.0, 5.0))
+    assert far.success and far.search == SearchKind.GLOBAL, far.failure_reason
+    assert pose_difference(far.base_from_world, truth)[0] < 0.25

@@ -15,6 +15,7 @@ Everything here is plain core code: the ROS node only feeds odometry from TF and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -132,9 +133,16 @@ class OdometryTracker:
     def localize_extracted(self, localizer: Localizer, extracted: ExtractedImage,
                            odom_from_camera: Pose | None) -> LocalizationResult:
         """``localize`` on a frame whose features ``localizer.extract`` gave (the node's pipeline)."""
+        return self.track(odom_from_camera, lambda prior: localizer.localize_extracted(extracted, prior=prior))
+
+    def track(self, odom_from_camera: Pose | None,
+              localize: Callable[[PosePrior | None], LocalizationResult]) -> LocalizationResult:
+        """One frame of the tracked frame (a camera, or a rig's base): ``localize`` with this frame's
+        prior (None without one) gives the result; the pose is accepted, or refused when it
+        disagrees with the prediction (``DISAGREES_WITH_PRIOR``) until confirmed; tracked."""
         self._advance(odom_from_camera)
         prior = self.prior(odom_from_camera)
-        result = localizer.localize_extracted(extracted, prior=prior)
+        result = localize(prior)
         pose = result.cam_from_world if result.success else None
         if pose is None:
             self.consecutive_agreeing = 0

@@ -35,8 +35,9 @@ import pycolmap
 
 from ..errors import ConfigError
 from ..types import Camera, Pose, Rig
-from .localizer import Localizer
+from .localizer import ExtractedImage, Localizer
 from .pose import CandidatePose, PoseEstimate
+from .prior import PosePrior
 from .result import FailureCode, LocalizationResult, SearchKind
 
 
@@ -74,15 +75,43 @@ class RigLocalizer:
         self.localizer, self.rig = localizer, rig
         self.cams_from_rig = [c.base_from_camera.inverse() for c in rig.cameras]
 
-    def localize(self, images: Sequence[np.ndarray], cameras: Sequence[Camera]) -> RigLocalizationResult:
-        """One (H, W, 3) uint8 image and its intrinsics per rig camera, in the rig's order -> one rig pose."""
+    def localize(self, images: Sequence[np.ndarray], cameras: Sequence[Camera],
+                 prior: PosePrior | None = None) -> RigLocalizationResult:
+        """One (H, W, 3) uint8 image and its intrinsics per rig camera, in the rig's order -> one rig pose.
+
+        With a ``prior`` (a predicted pose of the rig's *base*, e.g. OdometryTracker's for the base
+        frame) each camera searches the candidates near its own predicted pose first, as a single
+        camera does (``prior_top_k`` of them, within ``prior_radius_m`` and
+        ``prior_max_view_angle_deg`` plus the prior's tolerance); the global search runs when that
+        gives no rig pose agreeing with the prediction. ``result.search`` says which one it is.
+        """
         if len(images) != len(self.rig.cameras) or len(cameras) != len(self.rig.cameras):
             raise ConfigError(f"the rig has {len(self.rig.cameras)} cameras ({', '.join(self.rig.names)}) but "
                               f"got {len(images)} images and {len(cameras)} cameras; pass one of each per camera")
         t_start = time.perf_counter()
         timings = dict.fromkeys(("extract", "retrieve", "match", "pnp"), 0.0)
-        result = RigLocalizationResult(success=False, timings=timings, search=SearchKind.GLOBAL)
-        queries = [self._register(image, camera, timings) for image, camera in zip(images, cameras)]
+        extracted = [self.localizer.extract(image, camera) for image, camera in zip(images, cameras)]
+        timings["extract"] = sum(e.seconds for e in extracted)
+        if prior is not None:
+            conf = self.localizer.conf
+            radius = float(conf["prior_radius_m"]) + prior.tolerance_m
+            angle = float(conf["prior_max_view_angle_deg"]) + prior.tolerance_deg
+            geometry = self.localizer.candidate_geometry
+            near = [geometry.near(cam_from_rig @ prior.cam_from_world, radius, angle) for cam_from_rig in self.cams_from_rig]
+            if any(len(n) for n in near):
+                attempt = self._estimate(extracted, dict(timings), SearchKind.PRIOR, t_start, near,
+                                         int(conf["prior_top_k"]))
+                if attempt.success and attempt.cam_from_world is not None and prior.agrees(attempt.cam_from_world):
+                    return attempt
+                timings = {k: v for k, v in attempt.timings.items() if k != "total"}
+        return self._estimate(extracted, timings, SearchKind.GLOBAL, t_start)
+
+    def _estimate(self, extracted: list[ExtractedImage], timings: dict[str, float], search: SearchKind,
+                  t_start: float, among: list[np.ndarray] | None = None, k: int | None = None) -> RigLocalizationResult:
+        """The rig pose from every camera's extracted features: retrieval (``among`` each camera's
+        candidate subset, ``k`` of them, when the prior narrows it), matching, generalized pose, checks."""
+        result = RigLocalizationResult(success=False, timings=timings, search=search)
+        queries = [self._register(e, timings, None if among is None else among[i], k) for i, e in enumerate(extracted)]
         result.candidate_ids = [i for q in queries for i in q.candidate_ids]
         result.num_candidates_matched = sum(q.num_candidates_matched for q in queries)
         if not any(q.registered for q in queries):
@@ -112,7 +141,7 @@ class RigLocalizer:
         offset = 0
         residuals = []
         for i, (name, query) in enumerate(zip(self.rig.names, queries)):
-            share = LocalizationResult(success=False, search=SearchKind.GLOBAL, candidate_ids=query.candidate_ids)
+            share = LocalizationResult(success=False, search=search, candidate_ids=query.candidate_ids)
             estimate = PoseEstimate(query.camera, query.keypoints, query.registered, agreeing[i])
             estimate.correspondences = union[i]
             estimate.inlier_mask = mask[offset:offset + len(union[i])]
@@ -153,14 +182,16 @@ class RigLocalizer:
         result.covariance = None if covariance is None else np.asarray(covariance, dtype=np.float64)
         return _finish(result, t_start)
 
-    def _register(self, image: np.ndarray, camera: Camera, timings: dict[str, float]) -> _CameraQuery:
-        """One camera: extract, retrieve, match and RANSAC + PnP per candidate (the Localizer's stages)."""
+    def _register(self, extracted: ExtractedImage, timings: dict[str, float], among: np.ndarray | None = None,
+                  k: int | None = None) -> _CameraQuery:
+        """One camera: retrieve (``among`` a candidate subset when given), match and RANSAC + PnP per
+        candidate (the Localizer's stages)."""
         localizer = self.localizer
-        extracted = localizer.extract(image, camera)
         query, camera = extracted.query, extracted.camera
-        timings["extract"] += extracted.seconds
+        if among is not None and not len(among):  # the prior puts no candidate near this camera
+            return _CameraQuery(camera, query.keypoints, np.zeros(0, np.int64), [], [], 0)
         t0 = time.perf_counter()
-        retrieved = localizer.retrieval(query)
+        retrieved = localizer.retrieval(query) if among is None else localizer.retrieval(query, among=among, k=k)
         timings["retrieve"] += time.perf_counter() - t0
         if len(query) < 4:
             return _CameraQuery(camera, query.keypoints, retrieved.indices, retrieved.candidate_ids, [], 0)
