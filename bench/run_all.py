@@ -68,6 +68,9 @@ def main() -> int:
         "--map-cache", str(out / "real"), "--png", str(out / "size_curve.png"), *(["--quick"] if args.quick else []))
     if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
+        # issue 20: the odometry prior on the demo scene, a 3-camera rig against its front camera
+        run("bench_prior.py", "--workdir", str(out), "--map", maps[1], "--markdown", str(out / "prior.md"))
+        run("bench_rig.py", "--workdir", str(out / "rig"), "--markdown", str(out / "rig.md"))
         # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
         run("bench_learned.py", "--out", str(out / "learned"), "--markdown", str(out / "learned.md"))
         run("bench_foreign.py", "--out", str(out / "foreign"), "--markdown", str(out / "foreign.md"),
@@ -77,7 +80,7 @@ def main() -> int:
             str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
             str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
     for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "learned_real", "size_curve", "scale",
-                 "learned", "foreign", "checks"):
+                 "prior", "rig", "learned", "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())
