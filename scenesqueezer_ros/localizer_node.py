@@ -529,14 +529,10 @@ class LocalizerNode(LifecycleNode):
                 next_allowed = time.monotonic() + 1.0 / self.params.max_rate_hz
             job.triggers = triggers
             try:
-                staged = self._extract(job)
+                self._extract(job)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any bad frame
-                self.get_logger().error(f"feature extraction crashed on a frame: {error!r}")
-                with self._counters_lock:
-                    self._counters.errors += 1
-                job.failure = internal_error(error)
-                staged = job
-            self._extracted.put(staged)
+                job.failure = self._crashed("feature extraction", error)
+            self._extracted.put(job)
 
     def _register_work(self) -> None:
         """Pipeline stage 2: the newest extracted frame -> pose (or failure), published."""
@@ -554,10 +550,7 @@ class LocalizerNode(LifecycleNode):
             try:
                 result = self._register(job)
             except Exception as error:  # noqa: BLE001 - the worker must outlive any bad frame
-                self.get_logger().error(f"localization crashed on a frame: {error!r}")
-                with self._counters_lock:
-                    self._counters.errors += 1
-                result = self._publish_internal_error(job, error)
+                result = self._publish_failure(job, self._crashed("localization", error))
             if job.done is not None:
                 job.result = result
                 job.done.set()
@@ -577,13 +570,20 @@ class LocalizerNode(LifecycleNode):
                                            "localized; idle until ~/trigger_localization")
                 self._localizing = False
 
-    def _extract(self, job: FrameJob) -> FrameJob:
-        """Stage 1 on one frame: check it, decode it, extract its features; or the reason it cannot be.
+    def _crashed(self, stage: str, error: Exception) -> LocalizationResult:
+        """Log and count a stage that raised on a frame; the failure result its subscribers get."""
+        self.get_logger().error(f"{stage} crashed on a frame: {error!r}")
+        with self._counters_lock:
+            self._counters.errors += 1
+        return internal_error(error)
 
-        Fills ``job`` itself (a service waiting on it reads its ``result`` when stage 2 sets it)."""
+    def _extract(self, job: FrameJob) -> None:
+        """Stage 1 on one frame: check it, decode it, extract its features (``job.extracted``), or
+        the reason it cannot be (``job.failure``). Fills ``job`` itself: a service waiting on it
+        reads the ``result`` that stage 2 sets on it."""
         self._last_job = replace(job, done=None, result=None, triggers=[])
         if job.rig_images is not None:
-            return job  # a rig frame goes through the registration stage whole
+            return  # a rig frame goes through the registration stage whole
         header = job.image_msg.header
         with self._localizer_lock:
             localizer = self._localizer
@@ -608,13 +608,12 @@ class LocalizerNode(LifecycleNode):
                         f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
                         f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
                 job.localizer, job.extracted = localizer, localizer.extract(rgb, camera)
-                return job
+                return
             except ImageError as error:
                 failure = LocalizationResult(False).fail(FailureCode.BAD_IMAGE, str(error))
             except SceneSqueezerError as error:
                 failure = LocalizationResult(False).fail(FailureCode.BAD_INPUT, str(error))
         job.failure = failure
-        return job
 
     def _register(self, job: FrameJob):
         """Stage 2 on one frame: the pose from its features (with the odometry prior when there is
@@ -724,9 +723,8 @@ class LocalizerNode(LifecycleNode):
         odom_then = odom_from_base @ base_from_camera if odom_from_base is not None else odom_from_camera
         tracker.seed((map_from_base @ base_from_camera).inverse(), odom_then)
 
-    def _publish_internal_error(self, job: FrameJob, error: Exception):
-        """A failure result for a frame whose processing raised: subscribers still hear of it."""
-        result = internal_error(error)
+    def _publish_failure(self, job: FrameJob, result: LocalizationResult) -> LocalizationResult:
+        """Publish the failure of a frame whose processing raised: subscribers still hear of it."""
         try:
             header = job.image_msg.header
             self._publish(result, header, self.params.camera_frame or header.frame_id)
