@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ImageError
 from ..features import Features, load_feature_setup
-from ..types import Camera
+from ..types import Camera, Pose
 from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
 from ..maps.database import LocalizationDatabase, load_database
@@ -99,8 +99,7 @@ class Localizer:
 
         if prior is not None and len(query) >= 4:
             t0 = time.perf_counter()
-            near = self.candidate_geometry.near(prior.cam_from_world, float(self.conf["prior_radius_m"]) + prior.tolerance_m,
-                                                float(self.conf["prior_max_view_angle_deg"]) + prior.tolerance_deg)
+            near = self.candidates_near(prior.cam_from_world, prior)
             narrowed = self.retrieval(query, among=near, k=int(self.conf["prior_top_k"])) if len(near) else None
             timings["retrieve"] += time.perf_counter() - t0
             if narrowed is not None:
@@ -121,6 +120,13 @@ class Localizer:
             return _finish(result.fail(FailureCode.TOO_FEW_KEYPOINTS,
                                        f"only {len(query)} keypoints in the image (texture-less or blank)"), t_start)
         return self._register(query, camera, retrieved, result, t_start)
+
+    def candidates_near(self, cam_from_world: Pose, prior: PosePrior) -> np.ndarray:
+        """(n,) indices of the candidates the prior's narrowed search ranks for a camera predicted
+        at ``cam_from_world``: within ``prior_radius_m``, looking within ``prior_max_view_angle_deg``,
+        each widened by the prior's tolerance."""
+        return self.candidate_geometry.near(cam_from_world, float(self.conf["prior_radius_m"]) + prior.tolerance_m,
+                                            float(self.conf["prior_max_view_angle_deg"]) + prior.tolerance_deg)
 
     @functools.cached_property
     def candidate_geometry(self) -> CandidateGeometry:

@@ -93,14 +93,11 @@ class RigLocalizer:
         extracted = [self.localizer.extract(image, camera) for image, camera in zip(images, cameras)]
         timings["extract"] = sum(e.seconds for e in extracted)
         if prior is not None:
-            conf = self.localizer.conf
-            radius = float(conf["prior_radius_m"]) + prior.tolerance_m
-            angle = float(conf["prior_max_view_angle_deg"]) + prior.tolerance_deg
-            geometry = self.localizer.candidate_geometry
-            near = [geometry.near(cam_from_rig @ prior.cam_from_world, radius, angle) for cam_from_rig in self.cams_from_rig]
+            near = [self.localizer.candidates_near(cam_from_rig @ prior.cam_from_world, prior)
+                    for cam_from_rig in self.cams_from_rig]
             if any(len(n) for n in near):
                 attempt = self._estimate(extracted, dict(timings), SearchKind.PRIOR, t_start, near,
-                                         int(conf["prior_top_k"]))
+                                         int(self.localizer.conf["prior_top_k"]))
                 if attempt.success and attempt.cam_from_world is not None and prior.agrees(attempt.cam_from_world):
                     return attempt
                 timings = {k: v for k, v in attempt.timings.items() if k != "total"}
