@@ -93,7 +93,6 @@ from scenesqueezer_core.localization.localizer import prepare_image
 from scenesqueezer_core.maps.global_model import load_global_model
 import numpy as np
 import pycolmap
-from scenesqueezer_core.types import Pose
 extractor, matcher = load_feature_setup({setup!r}, device="cpu")
 vlad, _ = load_global_model(extractor_name({setup!r}))
 for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
@@ -101,9 +100,9 @@ for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
     query = extractor.extract(image)
     vlad.describe(query.descriptors)
     matcher.match(query, query)
-    # the libraries the pose stage runs (their code pages count in RSS): one PnP on points seen at f's pose
-    world = np.random.default_rng(0).uniform([-2, -2, 4], [2, 2, 8], (100, 3)) - f.cam_from_world.t @ f.cam_from_world.R
-    in_camera = f.cam_from_world.transform(world)
+    # the libraries the pose stage runs (their code pages count in RSS): one PnP on points in front of f's camera
+    in_camera = np.random.default_rng(0).uniform([-2, -2, 4], [2, 2, 8], (100, 3))
+    world = f.cam_from_world.inverse().transform(in_camera)
     pycolmap.estimate_and_refine_absolute_pose(camera.project(in_camera).astype(np.float64), world, camera.to_pycolmap())
 trim_heap()
 for line in open("/proc/self/status"):
