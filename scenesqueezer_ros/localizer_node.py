@@ -599,14 +599,7 @@ class LocalizerNode(LifecycleNode):
         if failure is None:
             try:
                 camera = self._camera_for(job.camera_info)
-                if isinstance(job.image_msg, CompressedImage):
-                    rgb = compressed_msg_to_rgb(job.image_msg)
-                else:
-                    rgb = image_msg_to_rgb(job.image_msg)
-                if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
-                    raise ImageError(
-                        f"image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says "
-                        f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+                rgb = decode_for_camera(job.image_msg, camera)
                 job.localizer, job.extracted = localizer, localizer.extract(rgb, camera)
                 return
             except ImageError as error:
@@ -672,11 +665,7 @@ class LocalizerNode(LifecycleNode):
                             f"its image frame {frame!r}; publish the camera's mounting (e.g. a static transform "
                             "from the robot description) and set the image header's frame_id")
                     camera = camera_info_to_camera(info)
-                    rgb = compressed_msg_to_rgb(msg) if isinstance(msg, CompressedImage) else image_msg_to_rgb(msg)
-                    if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
-                        raise ImageError(
-                            f"rig camera {name!r}: image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info_{index} "
-                            f"says {camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+                    rgb = decode_for_camera(msg, camera, f"rig camera {name!r}: ", f"camera_info_{index}")
                     rig_cameras.append(RigCamera(name, base_from_camera))
                     images.append(rgb)
                     cameras.append(camera)
@@ -881,6 +870,16 @@ class LocalizerNode(LifecycleNode):
     def destroy_node(self) -> None:
         self._stop_worker()
         super().destroy_node()
+
+
+def decode_for_camera(msg, camera, prefix: str = "", info_name: str = "CameraInfo"):
+    """(H, W, 3) uint8 RGB of an Image / CompressedImage, which must have ``camera``'s size
+    (ImageError naming the image, ``prefix`` first, and the CameraInfo topic ``info_name`` otherwise)."""
+    rgb = compressed_msg_to_rgb(msg) if isinstance(msg, CompressedImage) else image_msg_to_rgb(msg)
+    if (rgb.shape[1], rgb.shape[0]) != (camera.width, camera.height):
+        raise ImageError(f"{prefix}image is {rgb.shape[1]}x{rgb.shape[0]} but {info_name} says "
+                         f"{camera.width}x{camera.height}; publish the CameraInfo of this image stream")
+    return rgb
 
 
 def internal_error(error: Exception) -> LocalizationResult:
