@@ -9,11 +9,15 @@ loads the map, the feature models, and localizes `--queries` images (the node's 
 about its own import size on top). Peaks include the matching stage's transient similarity
 matrices (up to the query's keypoints times the retrieved candidates' points in float32).
 
-What the map itself takes (with --dataset): the resident set (VmRSS) after localizing the queries,
-minus that of a fresh process that loads the same feature and global models and extracts the
-same images without a map (the models' fixed RAM), against the file size: issue 18 asks for at
-most 1.5 times the file. Both processes hand freed heap pages back (malloc_trim) before reading
-VmRSS, so allocator retention of the matching stage's transients does not count as the map's.
+What the map itself takes (with --dataset), against the file size (issue 18 asks for at most 1.5
+times the file): the anonymous resident memory (RssAnon) after localizing the queries, minus that
+of a fresh process that loads the same feature, global and descriptor-code models and extracts the
+same images without a map (the models' fixed RAM), plus the resident pages of the map file's own
+memory mapping. Both processes hand freed heap pages back (malloc_trim) before reading, so
+allocator retention of the matching stage's transients does not count as the map's. Other
+file-backed pages are the libraries' code, which the localizer pages in for stages the models-only
+process does not run (pose checks, SciPy): the table shows the VmRSS difference too, which counts
+them as the map's.
 """
 
 from __future__ import annotations
@@ -43,18 +47,31 @@ def trim_heap():
         ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def resident_mb(mapped_file=None):
+    # vm_rss, rss_anon and mapped_file in MB after trimming the heap; mapped_file: the resident
+    # pages of the memory mappings of that path (/proc/self/smaps); no braces: this is a format string
+    trim_heap()
+    out = dict(mapped_file=0.0)
+    for line in open("/proc/self/status"):
+        if line.startswith(("VmRSS:", "RssAnon:")):
+            out[line.split(":")[0].lower().replace("vmrss", "vm_rss").replace("rssanon", "rss_anon")] = int(line.split()[1]) / 1024
+    if mapped_file:
+        import os
+        target, inside = os.path.realpath(mapped_file), False
+        for line in open("/proc/self/smaps"):
+            fields = line.split()
+            if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                inside = len(fields) >= 6 and os.path.realpath(fields[-1]) == target
+            elif inside and fields[0] == "Rss:":
+                out["mapped_file"] += int(fields[1]) / 1024
+    return out
 """
 
 CHILD = TRIM + r"""
 import json, resource, sys, time
 
-
-def vm_rss_mb():
-    trim_heap()
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 sys.path.insert(0, {repo!r})
@@ -77,7 +94,7 @@ if {queries} > 0:
     for f in ds.split({split!r})[:{queries}]:
         ok += loc.localize(read_image(f.image_path), f.camera).success
     out["localized"] = ok
-    out["rss_after_localizing_mb"] = vm_rss_mb()
+    out["resident_after_localizing_mb"] = resident_mb({map!r})
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
@@ -91,10 +108,13 @@ from scenesqueezer_core.dataset import load_dataset, read_image
 from scenesqueezer_core.features import extractor_name, load_feature_setup
 from scenesqueezer_core.localization.localizer import prepare_image
 from scenesqueezer_core.maps.global_model import load_global_model
+from scenesqueezer_core.maps.descriptor_codes import load_descriptor_codec
+import scenesqueezer_core.localization  # noqa: F401  (the program's own code is fixed RAM, not the map's)
 import numpy as np
 import pycolmap
 extractor, matcher = load_feature_setup({setup!r}, device="cpu")
 vlad, _ = load_global_model(extractor_name({setup!r}))
+codec = load_descriptor_codec(extractor_name({setup!r}), {codes!r})
 for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
     image, camera = prepare_image(read_image(f.image_path), f.camera, 1600)
     query = extractor.extract(image)
@@ -104,10 +124,7 @@ for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
     in_camera = np.random.default_rng(0).uniform([-2, -2, 4], [2, 2, 8], (100, 3))
     world = f.cam_from_world.inverse().transform(in_camera)
     pycolmap.estimate_and_refine_absolute_pose(camera.project(in_camera).astype(np.float64), world, camera.to_pycolmap())
-trim_heap()
-for line in open("/proc/self/status"):
-    if line.startswith("VmRSS:"):
-        print(json.dumps({{"rss_models_mb": int(line.split()[1]) / 1024}}))
+print(json.dumps(resident_mb()))
 """
 
 
@@ -122,12 +139,13 @@ def run_child(map_path: str, dataset: str | None, split: str, queries: int) -> d
                                  queries=queries if dataset else 0))
 
 
-def models_rss_mb(map_path: str, dataset: str, split: str, queries: int) -> float:
+def models_resident_mb(map_path: str, dataset: str, split: str, queries: int) -> dict:
     from scenesqueezer_core.maps.mapfile import read_map_file
 
-    setup = str(read_map_file(map_path, verify=False).meta["feature_setup"])
-    return float(run_code(MODELS_CHILD.format(repo=str(REPO), setup=setup, dataset=str(dataset), split=split,
-                                              queries=queries))["rss_models_mb"])
+    meta = read_map_file(map_path, verify=False).meta
+    codes = str(((meta.get("info") or {}).get("models") or {}).get("descriptor_codes", "dsq"))
+    return run_code(MODELS_CHILD.format(repo=str(REPO), setup=str(meta["feature_setup"]), codes=codes,
+                                        dataset=str(dataset), split=split, queries=queries))
 
 
 def main() -> int:
@@ -139,17 +157,22 @@ def main() -> int:
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args()
     rows = ["| map | file MB | load s (median of 3, fresh process) | RSS after load MB | peak RSS while localizing MB "
-            "| models alone MB | map's RAM after localizing MB (x file) | localized |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| models alone MB | map's RAM: anonymous + its file's pages, MB (x file) | VmRSS difference MB (x file) "
+            "| localized |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    nan = {"vm_rss": float("nan"), "rss_anon": float("nan"), "mapped_file": float("nan")}
     for map_path in args.map:
         file_mb = Path(map_path).stat().st_size / 1e6
         loads = [run_child(map_path, None, args.split, 0) for _ in range(3)]
         full = run_child(map_path, args.dataset, args.split, args.queries) if args.dataset else {}
-        models = models_rss_mb(map_path, args.dataset, args.split, args.queries) if args.dataset else float("nan")
-        map_ram = full.get("rss_after_localizing_mb", float("nan")) - models
+        models = models_resident_mb(map_path, args.dataset, args.split, args.queries) if args.dataset else nan
+        after = full.get("resident_after_localizing_mb", nan)
+        map_ram = after["rss_anon"] - models["rss_anon"] + after["mapped_file"]
+        vm_difference = after["vm_rss"] - models["vm_rss"]
         rows.append(f"| {Path(map_path).name} | {file_mb:.2f} "
                     f"| {np.median([r['load_s'] for r in loads]):.3f} | {np.median([r['rss_after_load_mb'] for r in loads]):.0f} "
-                    f"| {full.get('peak_rss_mb', float('nan')):.0f} | {models:.0f} | {map_ram:.1f} ({map_ram / file_mb:.1f}x) "
+                    f"| {full.get('peak_rss_mb', float('nan')):.0f} | {models['vm_rss']:.0f} "
+                    f"| {map_ram:.1f} ({map_ram / file_mb:.1f}x) | {vm_difference:.1f} ({vm_difference / file_mb:.1f}x) "
                     f"| {full.get('localized', '-')}/{args.queries if args.dataset else '-'} |")
         print(rows[-1], flush=True)
     text = "## Map load time and memory\n\n" + "\n".join(rows) + "\n"

@@ -46,7 +46,7 @@ def test_compressed_file_content(compressed, small_street_map):
 
 
 def test_localizer_keeps_no_decoded_copy_of_a_compressed_map(compressed):
-    """The matching stage leaves decoding to the map's bounded cluster cache, and the map's claim that
+    """The matching stage leaves decoding to the map (its 16-bit store of decoded points), and the map's claim that
     a point's descriptor is the same from every cluster (which lets matching compare it once) holds."""
     from scenesqueezer_core.localization import Localizer
 
@@ -184,11 +184,20 @@ def test_product_codes_without_colours_localize_from_a_smaller_file(compressed, 
     assert main(["localize", str(path), str(small_street_scene), "--output", str(results), "--split", "query_day"]) == 0
     assert main(["evaluate", str(results), str(small_street_scene), "--output", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["recall"]["0.5m_5deg"] >= 0.6
-    from scenesqueezer_core.maps.compressed_map import DESCRIPTOR_CACHE_CLUSTERS
-    for cluster in range(cmap.num_clusters):
+    for cluster in range(cmap.num_clusters):  # product codes: decoded at each request, nothing kept
         features, ids = cmap.candidate_features(cluster)
         assert np.allclose(features.descriptors, cmap.point_descriptors(ids))
-    assert cmap._cluster_descriptors.cache_info().currsize == min(cmap.num_clusters, DESCRIPTOR_CACHE_CLUSTERS)
+    assert cmap.decoded_descriptors == cmap.point_descriptors
+    # DSQ codes: each point decoded once into the 16-bit store, within 1e-4 in cosine of the decoder's output
+    first = dsq.candidate_features(0)[1]
+    assert dsq.decoded_descriptors.num_decoded == len(np.unique(first))
+    seen = []
+    for cluster in range(dsq.num_clusters):
+        features, ids = dsq.candidate_features(cluster)
+        exact = dsq.point_descriptors(ids)
+        assert np.abs(np.sum(features.descriptors * exact, axis=1) - 1.0).max() < 1e-4
+        seen.append(ids)
+    assert dsq.decoded_descriptors.num_decoded == len(np.unique(np.concatenate(seen)))
 
 
 def _write_version_1(cmap: CompressedMap, path):

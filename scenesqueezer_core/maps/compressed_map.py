@@ -6,10 +6,11 @@ kind (``maps.descriptor_codes``) and content hash: loading refuses a map whose d
 the installed ones.
 
 In memory a map holds the codes, not float descriptors: ``candidate_features`` decodes one
-cluster's codes when the localizer asks for it and keeps the last ``DESCRIPTOR_CACHE_CLUSTERS``
-clusters decoded (the localizer keeps no copy of its own), so what a map takes in RAM beyond its
-file is bounded by those clusters, decoded (a decoded XFeat descriptor is 256 bytes; its code is
-8 to 64): a map of at most that many clusters is held decoded whole.
+cluster's codes when the localizer asks for it (the localizer keeps no copy of its own). Codes
+that a codebook lookup decodes (product quantization) are decoded at every request; DSQ codes,
+whose decoder is a network, are decoded once per point into a 16-bit fixed-point store (twice the
+codes; ``maps.decoded_descriptors``), not once per cluster into float32 (4 times the codes per
+cluster holding the point).
 
 File layout versions (``mapfile.FORMAT_VERSIONS``): version 1 stored ``points_xyz`` as float32,
 ids as int32/int64 and always colours. Version 2 (written now) stores coordinates as 16-bit fixed
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import numpy as np
 from ..errors import MapFileError
 from ..features import FEATURE_SETUPS, extractor_name
 from ..features.base import Features
+from .decoded_descriptors import FixedPointDescriptorStore
 from .descriptor_codes import DESCRIPTOR_CODES, DSQ_CODES, DescriptorCodec, load_descriptor_codec
 from .mapfile import map_file_bytes, read_map_file, require_arrays, write_map_file
 from ..retrieval import VladModel
@@ -52,9 +55,6 @@ FRAME_CENTER_ARRAY_NAMES = ["cluster_frame_offsets", "cluster_frame_centers"]
 OPTIONAL_ARRAY_NAMES = FRAME_CENTER_ARRAY_NAMES + ["points_multiview_bits"]
 # Shown for every point of a map compressed without colours (the ROS point cloud needs one).
 NO_COLOR_GREY = 128
-# Decoded clusters kept in memory: a localization asks for its top-k retrieved clusters, and
-# consecutive queries of a robot mostly ask for the same ones.
-DESCRIPTOR_CACHE_CLUSTERS = 64
 
 
 @dataclass
@@ -88,8 +88,8 @@ class CompressedMap:
         """Which codes points_codes holds (a maps.descriptor_codes name; maps before them hold DSQ codes)."""
         return str((self.info.get("models") or {}).get("descriptor_codes", DSQ_CODES))
 
-    # One code per point (seen from several clusters: 1.6 times on the demo map), decoded into the
-    # bounded cluster cache below (LocalizationDatabase).
+    # One code per point (seen from several clusters: 1.6 times on the demo map), decoded on demand
+    # (LocalizationDatabase).
     points_share_descriptors = True
     decodes_on_demand = True
 
@@ -104,14 +104,15 @@ class CompressedMap:
         return self.descriptor_codec.decode(np.asarray(self.points_codes[np.asarray(point_ids, dtype=np.int64)]))
 
     @functools.cached_property
-    def _cluster_descriptors(self):
-        """cluster index -> (S_c, D) decoded descriptors of its points, the last DESCRIPTOR_CACHE_CLUSTERS kept."""
-        @functools.lru_cache(maxsize=DESCRIPTOR_CACHE_CLUSTERS)
-        def decode(cluster: int) -> np.ndarray:
-            decoded = self.point_descriptors(self.cluster_points(cluster))
-            decoded.flags.writeable = False  # shared by every caller: they get copies (fancy indexing)
-            return decoded
-        return decode
+    def decoded_descriptors(self) -> Callable[[np.ndarray], np.ndarray]:
+        """(n,) point ids -> (n, D) float32 descriptors: decoded now for codes that decode cheaply,
+        else from the 16-bit store of every point decoded so far (``maps.decoded_descriptors``)."""
+        if self.descriptor_codec is None:
+            raise MapFileError("this compressed map was not loaded from a file; load it with CompressedMap.load")
+        if self.descriptor_codec.decodes_cheaply:
+            return self.point_descriptors
+        dim = int(self.point_descriptors(np.zeros(1, np.int64)).shape[1])
+        return FixedPointDescriptorStore(len(self.points_xyz), dim, self.point_descriptors)
 
     @functools.cached_property
     def points_multiview(self) -> np.ndarray:
@@ -164,7 +165,7 @@ class CompressedMap:
         pose = Pose(self.cluster_rotations[index], self.cluster_translations[index])
         cam_pts = pose.transform(self.points_xyz[ids])
         front = cam_pts[:, 2] > 1e-3
-        descriptors = self._cluster_descriptors(int(index))[front]
+        descriptors = self.decoded_descriptors(ids[front])
         ids, cam_pts = ids[front], cam_pts[front]
         keypoints = camera.project(cam_pts).astype(np.float32)
         feats = Features(keypoints, np.ones(len(ids), np.float32), descriptors, (camera.width, camera.height))

@@ -38,6 +38,7 @@ class ProductQuantizer:
     """Codebooks ``(M, 256, D / M)``; descriptors ``(N, D)`` float32 <-> codes ``(N, M)`` uint8."""
 
     kind = "product"
+    decodes_cheaply = True  # a codebook lookup: maps keep nothing decoded (maps.decoded_descriptors)
 
     def __init__(self, codebooks: np.ndarray, features: str = "", training: dict[str, Any] | None = None) -> None:
         codebooks = np.asarray(codebooks)

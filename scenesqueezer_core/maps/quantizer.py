@@ -249,6 +249,7 @@ class DescriptorQuantizer(DSQAutoEncoder):
     """Local point descriptors -> uint8 codes (ALIKED/SIFT 128 -> 128 bytes, XFeat 64 -> 64 bytes)."""
 
     kind = "descriptor"
+    decodes_cheaply = False  # a network: maps keep what they decoded (maps.decoded_descriptors)
 
 
 class GlobalQuantizer(DSQAutoEncoder):
