@@ -56,6 +56,8 @@ def test_localizer_keeps_no_decoded_copy_of_a_compressed_map(compressed):
     assert cmap.decodes_on_demand and not matching.keeps_candidates and not matching._cache
     assert matching.points_share_descriptors
     features = [cmap.candidate_features(c) for c in range(cmap.num_clusters)]
+    for cluster, (_, ids) in enumerate(features):  # the occlusion check reads the ids alone
+        np.testing.assert_array_equal(cmap.candidate_point_ids(cluster), ids)
     point_ids = np.concatenate([ids for _, ids in features])
     descriptors = np.concatenate([f.descriptors for f, _ in features])
     assert len(np.unique(point_ids)) < len(point_ids)  # points seen from several clusters exist

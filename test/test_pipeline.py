@@ -10,6 +10,7 @@ from scenesqueezer_core.cli import main
 from scenesqueezer_core.dataset import load_dataset, read_image
 from scenesqueezer_core.geometry import project
 from scenesqueezer_core.localization import Localizer
+from scenesqueezer_core.maps.database import SceneMapDatabase
 from scenesqueezer_core.maps.scene_map import SceneMap
 
 FOUNTAIN = SHARED_DATA / "strecha_fountain_p11"
@@ -42,6 +43,9 @@ def test_map_content(fountain_map):
             pix, _ = project(m.cameras[f], m.pose(f), m.points_xyz[p:p + 1])
             errs.append(np.linalg.norm(pix[0] - m.keypoints[m.keypoint_offsets[f] + k]))
     assert np.median(errs) < 2.0
+    database = SceneMapDatabase(m)  # the occlusion check reads a candidate's point ids alone
+    for frame in range(m.num_frames):
+        np.testing.assert_array_equal(database.candidate_point_ids(frame), database.candidate_features(frame)[1])
 
 
 def test_localize_and_evaluate_fountain(fountain_map, tmp_path):

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..features import Features
 from ..geometry import hidden_points
 from ..maps.database import LocalizationDatabase
 from ..types import Pose
@@ -31,7 +30,7 @@ class CheckContext:
 
     database: LocalizationDatabase
     retrieved: np.ndarray  # (k,) candidate indices retrieval returned
-    candidate: Callable[[int], tuple[Features, np.ndarray]]  # index -> (its features, (N,) their map point ids)
+    candidate_point_ids: Callable[[int], np.ndarray]  # candidate index -> (N,) map point ids of its features
 
 
 class PoseCheck:
@@ -286,7 +285,7 @@ def near_frame_view(pose: Pose, centers: np.ndarray) -> Pose:
 
 def local_occluders(context: CheckContext) -> np.ndarray:
     """(M,) ids of the multi-view map points of every retrieved candidate (trusted occluders)."""
-    local = np.unique(np.concatenate([context.candidate(int(i))[1] for i in context.retrieved]))
+    local = np.unique(np.concatenate([context.candidate_point_ids(int(i)) for i in context.retrieved]))
     return local[np.asarray(context.database.points_multiview)[local]]
 
 

@@ -179,7 +179,7 @@ class Localizer:
         result.num_correspondences = len(estimate.correspondences)
         result.num_inliers = estimate.num_inliers
 
-        context = CheckContext(self.database, retrieved_indices, self.matching.candidate)
+        context = CheckContext(self.database, retrieved_indices, self.matching.candidate_point_ids)
         failed = None
         for check in self.checks:
             if check.needs_pose and estimate.pose is None:

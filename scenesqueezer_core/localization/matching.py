@@ -57,6 +57,12 @@ class CandidateMatching:
             self._cache[index] = self.database.candidate_features(index)
         return self._cache[index]
 
+    def candidate_point_ids(self, index: int) -> np.ndarray:
+        """(N,) int64 map point ids of candidate ``index``'s features (``candidate(index)[1]``)."""
+        if index in self._cache:
+            return self._cache[index][1]
+        return self.database.candidate_point_ids(index)
+
     def matches(self, query: Features, indices: np.ndarray) -> Iterator[CandidateMatches]:
         """Correspondences with each candidate of ``indices`` (k,), in that order, computed a chunk at a time."""
         self.seconds = 0.0

@@ -160,16 +160,23 @@ class CompressedMap:
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """Kept points of a cluster projected into its representative frame (keypoint positions for
         learned matchers); points behind that frame are dropped."""
-        ids = self.cluster_points(index)
+        ids, cam_pts = self._points_in_front(index)
         camera = self.cameras[index]
-        pose = Pose(self.cluster_rotations[index], self.cluster_translations[index])
-        cam_pts = pose.transform(self.points_xyz[ids])
-        front = cam_pts[:, 2] > 1e-3
-        descriptors = self.decoded_descriptors(ids[front])
-        ids, cam_pts = ids[front], cam_pts[front]
         keypoints = camera.project(cam_pts).astype(np.float32)
-        feats = Features(keypoints, np.ones(len(ids), np.float32), descriptors, (camera.width, camera.height))
+        feats = Features(keypoints, np.ones(len(ids), np.float32), self.decoded_descriptors(ids),
+                         (camera.width, camera.height))
         return feats, ids
+
+    def candidate_point_ids(self, index: int) -> np.ndarray:
+        """(N,) int64: the point ids of ``candidate_features(index)``, without decoding or projecting."""
+        return self._points_in_front(index)[0]
+
+    def _points_in_front(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) ids of the cluster's points in front of its representative frame, (N, 3) in that frame."""
+        ids = self.cluster_points(index)
+        cam_pts = self.candidate_pose(index).transform(self.points_xyz[ids])
+        front = cam_pts[:, 2] > 1e-3
+        return ids[front], cam_pts[front]
 
     # ---------------------------------------------------------------- file I/O
     def _manifest(self) -> dict[str, Any]:

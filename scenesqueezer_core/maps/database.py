@@ -59,11 +59,14 @@ class LocalizationDatabase(Protocol):
 
     @property
     def decodes_on_demand(self) -> bool:
-        """Whether ``candidate_features`` decodes compact codes into a bounded cache of the map's own:
-        the localizer then keeps no decoded copy, so RAM stays near the file size."""
+        """Whether ``candidate_features`` decodes compact codes at each request (keeping at most a
+        compact store of its own): the localizer then keeps no decoded copy, so RAM stays small."""
 
     def candidate_features(self, index: int) -> tuple[Features, np.ndarray]:
         """(features of candidate ``index``, (N,) int64 point id of each feature)."""
+
+    def candidate_point_ids(self, index: int) -> np.ndarray:
+        """(N,) int64: ``candidate_features(index)[1]`` alone (cheap: no descriptors)."""
 
     def candidate_pose(self, index: int) -> Pose:
         """cam_from_world of the frame a candidate's features live in (frame / representative)."""
@@ -120,6 +123,10 @@ class SceneMapDatabase:
         ids = np.asarray(self.scene_map.keypoint_point_ids[self.scene_map.frame_slice(index)])
         keep = ids >= 0
         return feats.subset(keep), ids[keep]
+
+    def candidate_point_ids(self, index: int) -> np.ndarray:
+        ids = np.asarray(self.scene_map.keypoint_point_ids[self.scene_map.frame_slice(index)])
+        return ids[ids >= 0]
 
 
 def frames_residual_px(database: SceneMapDatabase, samples: int = 30) -> float:
