@@ -70,6 +70,7 @@ def main() -> int:
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
         # issue 20: the odometry prior on the demo scene, a 3-camera rig against its front camera
         run("bench_prior.py", "--workdir", str(out), "--map", maps[1], "--markdown", str(out / "prior.md"))
+        run("bench_prior_dds.py", "--workdir", str(out), "--map", maps[1], "--markdown", str(out / "prior_dds.md"))
         run("bench_rig.py", "--workdir", str(out / "rig"), "--markdown", str(out / "rig.md"))
         # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
         run("bench_learned.py", "--out", str(out / "learned"), "--markdown", str(out / "learned.md"))
@@ -80,7 +81,7 @@ def main() -> int:
             str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
             str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
     for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "learned_real", "size_curve", "scale",
-                 "prior", "rig", "learned", "foreign", "checks"):
+                 "prior", "prior_dds", "rig", "learned", "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())

@@ -40,12 +40,13 @@ class CandidateMatching:
         self.matcher = get_matcher(conf["matcher"], device=device) if conf["matcher"] else default_matcher
         self._cache: dict[int, tuple[Features, np.ndarray]] = {}
         self.seconds = 0.0  # matching time of the last ``matches`` iteration
-        # A map that decodes its codes on demand bounds its own decoded cache; a second copy here
-        # would hold the whole map decoded (4 to 32 times its codes). Other maps' candidate
-        # features are prepared once at load, so query latency stays flat from the first frame on.
+        # A map that decodes its codes on demand keeps at most a compact store of its own (DSQ codes:
+        # 16-bit, each point once; product codes: nothing); a copy here would hold every cluster
+        # decoded in float32 (4 to 32 times its codes). Other maps' candidate features are
+        # prepared once at load, so query latency stays flat from the first frame on.
         self.keeps_candidates = not database.decodes_on_demand
         if len(database.candidate_ids) <= int(conf["precompute_candidates_max"]):
-            for index in range(len(database.candidate_ids)):  # on-demand maps: fills their own cache
+            for index in range(len(database.candidate_ids)):  # on-demand maps: fills their own store
                 self.candidate(index)
         self.points_share_descriptors = bool(database.points_share_descriptors)
 
