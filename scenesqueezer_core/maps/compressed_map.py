@@ -111,8 +111,7 @@ class CompressedMap:
             raise MapFileError("this compressed map was not loaded from a file; load it with CompressedMap.load")
         if self.descriptor_codec.decodes_cheaply:
             return self.point_descriptors
-        dim = int(self.point_descriptors(np.zeros(1, np.int64)).shape[1])
-        return FixedPointDescriptorStore(len(self.points_xyz), dim, self.point_descriptors)
+        return FixedPointDescriptorStore(len(self.points_xyz), int(self.descriptor_codec.in_dim), self.point_descriptors)
 
     @functools.cached_property
     def points_multiview(self) -> np.ndarray:

@@ -25,6 +25,7 @@ DESCRIPTOR_CODES = (DSQ_CODES,) + tuple(f"pq{b}" for b in PRODUCT_CODE_BYTES)
 
 class DescriptorCodec(Protocol):
     code_dim: int
+    in_dim: int  # dimension of the decoded descriptors
     decodes_cheaply: bool  # decoding costs next to nothing next to matching (no decoded copy is kept)
 
     @property
