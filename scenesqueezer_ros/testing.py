@@ -10,6 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scenesqueezer_core.dataset import read_image
+from scenesqueezer_core.types import Pose
+
+from .conversions import cam_from_world_to_pose_msg, camera_to_camera_info, make_transform_stamped
+from .image_conversion import rgb_to_image_msg
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,11 +109,6 @@ class RobotProbe:
         from tf2_msgs.msg import TFMessage
 
         from scenesqueezer.msg import LocalizationResult
-        from scenesqueezer_core.dataset import read_image
-        from scenesqueezer_core.types import Pose
-
-        from .conversions import make_transform_stamped
-        from .image_conversion import rgb_to_image_msg
 
         self.node, self.queries, self.log_path = node, queries, log_path
         self.odom_from_world = odom_from_world if odom_from_world is not None else Pose.identity()
@@ -128,8 +129,7 @@ class RobotProbe:
         self.tf_static_pub.publish(TFMessage(transforms=[make_transform_stamped(
             Pose.identity(), "base_link", self.CAMERA_FRAME, node.get_clock().now().to_msg())]))
         self.images = [rgb_to_image_msg(read_image(f.image_path), "rgb8") for f in queries]
-        self._make_transform = make_transform_stamped
-        self._tf_message = TFMessage
+        self._tf_message = TFMessage  # imported with rclpy, when a probe is made
         self.stamp = 1000
 
     def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
@@ -144,8 +144,6 @@ class RobotProbe:
     def send(self, index: int, odometry: bool = True, odom_from_base=None) -> int:
         """Publish query ``index`` and, with ``odometry``, the base's pose on /tf (``odom_from_base``,
         default: exact, from the frame's true pose); returns its stamp in seconds."""
-        from .conversions import camera_to_camera_info
-
         self.stamp += 1
         frame = self.queries[index]
         stamp = self.node.get_clock().now().to_msg()
@@ -153,7 +151,7 @@ class RobotProbe:
         if odometry:
             if odom_from_base is None:
                 odom_from_base = self.odom_from_world @ frame.cam_from_world.inverse()
-            self.tf_pub.publish(self._tf_message(transforms=[self._make_transform(odom_from_base, "odom", "base_link",
+            self.tf_pub.publish(self._tf_message(transforms=[make_transform_stamped(odom_from_base, "odom", "base_link",
                                                                                    stamp)]))
         info = camera_to_camera_info(frame.camera)
         image = self.images[index]
@@ -208,8 +206,6 @@ class RobotProbe:
     def send_initial_pose(self, cam_from_world) -> None:
         """/initialpose for the base (= the camera here), as RViz's 2D Pose Estimate sends it."""
         from geometry_msgs.msg import PoseWithCovarianceStamped
-
-        from .conversions import cam_from_world_to_pose_msg
 
         msg = PoseWithCovarianceStamped()
         msg.header.frame_id = "map"
