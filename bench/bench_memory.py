@@ -55,8 +55,11 @@ def resident_mb(mapped_file=None):
     trim_heap()
     out = dict(mapped_file=0.0)
     for line in open("/proc/self/status"):
-        if line.startswith(("VmRSS:", "RssAnon:")):
-            out[line.split(":")[0].lower().replace("vmrss", "vm_rss").replace("rssanon", "rss_anon")] = int(line.split()[1]) / 1024
+        name = line.split(":")[0]
+        if name == "VmRSS":
+            out["vm_rss"] = int(line.split()[1]) / 1024
+        elif name == "RssAnon":
+            out["rss_anon"] = int(line.split()[1]) / 1024
     if mapped_file:
         import os
         target, inside = os.path.realpath(mapped_file), False
@@ -114,7 +117,7 @@ import numpy as np
 import pycolmap
 extractor, matcher = load_feature_setup({setup!r}, device="cpu")
 vlad, _ = load_global_model(extractor_name({setup!r}))
-codec = load_descriptor_codec(extractor_name({setup!r}), {codes!r})
+codec = load_descriptor_codec(extractor_name({setup!r}), {codes!r}) if {codes!r} else None  # compressed maps only
 for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
     image, camera = prepare_image(read_image(f.image_path), f.camera, 1600)
     query = extractor.extract(image)
@@ -142,8 +145,10 @@ def run_child(map_path: str, dataset: str | None, split: str, queries: int) -> d
 def models_resident_mb(map_path: str, dataset: str, split: str, queries: int) -> dict:
     from scenesqueezer_core.maps.mapfile import read_map_file
 
-    meta = read_map_file(map_path, verify=False).meta
-    codes = str(((meta.get("info") or {}).get("models") or {}).get("descriptor_codes", "dsq"))
+    container = read_map_file(map_path, verify=False)
+    meta = container.meta
+    codes = (str(((meta.get("info") or {}).get("models") or {}).get("descriptor_codes", "dsq"))
+             if container.kind == "compressed_map" else "")
     return run_code(MODELS_CHILD.format(repo=str(REPO), setup=str(meta["feature_setup"]), codes=codes,
                                         dataset=str(dataset), split=split, queries=queries))
 
