@@ -2,7 +2,8 @@
 """Pose safety benchmark: foreign images must get no pose, true queries should.
 
     python bench/bench_foreign.py [--maps street:0:24 street:0:200 street:7:120 castle fountain kitti 7scenes]
-        [--compressed street:0:200 kitti] [--compressed-ratio 0.2] [--foreign-real castle fountain kitti 7scenes]
+        [--compressed street:0:200 kitti] [--compressed-ratio 0.2] [--map-files SPEC=PATH ...]
+        [--foreign-real castle fountain kitti 7scenes]
         [--real-foreign-max 20] [--checks on off] [--off-foreign] [--set key=value ...] [--map-cache DIR ...]
         [--out outputs/bench/foreign] [--markdown FILE] [--dump outputs/bench/foreign_checks.json]
 
@@ -19,6 +20,8 @@ fountain, castle_p19, entry, kitti, 7scenes, or by folder name) is localized aga
   The Strecha sets count as one place: fountain-P11 and castle-P30 are photographs of the same
   courtyard (their fountain images localize in the castle map with one consistent rigid transform),
   and castle-P19 shows the same castle as P30, so none is foreign to another.
+`--map-files SPEC=PATH ...` checks prebuilt maps too (the size curve's .sqz files: `--maps` with no entry,
+`--out` the curve's folder, `--map-files street:1:160=street_seed1_160f_kcp_pq8_0.001.sqz 7scenes=...`).
 `--compressed SPEC ...` also runs those maps compressed (QP, `--compressed-ratio`; entries not in
 --maps are skipped). `--checks on off` runs the default localizer settings (overridden by `--set
 key=value`) and every pose check off (`checks_disabled_conf()`, own queries only unless
@@ -69,8 +72,12 @@ def real_folder(spec: str) -> str | None:
     return None
 
 
-def prepare(spec: str, out: Path, map_cache: list[Path]) -> tuple[str, Path, Path, tuple[str, int] | str]:
-    """(label, dataset folder, map path, own place: a synthetic world or a real place) of one --maps entry."""
+def prepare(spec: str, out: Path, map_cache: list[Path],
+            map_file: Path | None = None) -> tuple[str, Path, Path, tuple[str, int] | str]:
+    """(label, dataset folder, map path, own place: a synthetic world or a real place) of one --maps entry.
+
+    `map_file`: a prebuilt map of that place (.ssmap or .sqz) to use instead of building or finding one.
+    """
     folder = real_folder(spec)
     if folder is not None:
         root = SHARED / folder
@@ -86,6 +93,10 @@ def prepare(spec: str, out: Path, map_cache: list[Path]) -> tuple[str, Path, Pat
             generate_scene(root, preset=preset, seed=int(seed), num_frames=int(frames))
         map_path = out / f"{root.name}_xfeat.ssmap"
         own = (preset, int(seed))
+    if map_file is not None:
+        if not map_file.exists():
+            raise SystemExit(f"--map-files {spec}={map_file}: no such file")
+        return f"{spec} {map_file.name}", root, map_file, own
     if not map_path.exists():
         build_map(root, map_path, features="xfeat", device="cpu")
     return spec, root, map_path, own
@@ -121,12 +132,16 @@ def record(result, **fields) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--maps", nargs="+", default=["street:0:24", "street:0:200", "street:7:120", "castle",
+    parser.add_argument("--maps", nargs="*", default=["street:0:24", "street:0:200", "street:7:120", "castle",
                                                       "fountain", "kitti", "7scenes"])
     parser.add_argument("--compressed", nargs="*", default=["street:0:200", "kitti"],
                         help="--maps entries to also run compressed (none: \"\")")
     parser.add_argument("--compressed-ratio", type=float, default=0.2)
     parser.add_argument("--recompress", action="store_true", help="rebuild cached compressed maps")
+    parser.add_argument("--map-files", nargs="*", default=[], metavar="SPEC=PATH",
+                        help="prebuilt maps (.ssmap or .sqz, e.g. bench_size_curve.py's) checked as well, each "
+                             "with the --maps spec of the place it maps (its own queries and foreign images follow "
+                             "from it; a synthetic spec's scene is read from --out)")
     parser.add_argument("--foreign-real", nargs="*", default=["castle", "fountain", "kitti", "7scenes"],
                         help="real sets whose images serve as foreign images of maps of other places")
     parser.add_argument("--real-foreign-max", type=int, default=20,
@@ -192,6 +207,11 @@ def main() -> int:
     records: list[dict] = []
     map_cache = [Path(p) for p in args.map_cache]
     jobs = [prepare(spec, out, map_cache) for spec in args.maps]
+    for entry in args.map_files:
+        spec, sep, path = entry.partition("=")
+        if not sep:
+            parser.error(f"--map-files {entry}: expected SPEC=PATH, e.g. street:1:160=curve/street_seed1_160f_qp_pq8_0.001.sqz")
+        jobs.append(prepare(spec, out, map_cache, Path(path)))
     for spec in [c for c in args.compressed if c]:
         job = next((j for j in jobs if j[0] == spec), None)
         if job is None:
