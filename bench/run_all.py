@@ -69,8 +69,11 @@ def main() -> int:
     if not args.quick:  # about 20 minutes from scratch on 2 cores (scene and map are cached)
         run("bench_scale.py", "--out", str(out / "scale"), "--markdown", str(out / "scale.md"))
         # issue 20: the odometry prior on the demo scene, a 3-camera rig against its front camera
-        run("bench_prior.py", "--workdir", str(out), "--map", maps[1], "--markdown", str(out / "prior.md"))
-        run("bench_prior_dds.py", "--workdir", str(out), "--map", maps[1], "--markdown", str(out / "prior_dds.md"))
+        # (a robot runs the compressed map, whose candidates are clusters; the uncompressed map's are frames)
+        for map_path, suffix in ((maps[0], "_compressed"), (maps[1], "")):
+            run("bench_prior.py", "--workdir", str(out), "--map", map_path, "--markdown", str(out / f"prior{suffix}.md"))
+            run("bench_prior_dds.py", "--workdir", str(out), "--map", map_path,
+                "--markdown", str(out / f"prior_dds{suffix}.md"))
         run("bench_rig.py", "--workdir", str(out / "rig"), "--markdown", str(out / "rig.md"))
         # about 45 and 40 minutes on 2 cores: learned vs baselines at equal bytes, pose safety
         run("bench_learned.py", "--out", str(out / "learned"), "--markdown", str(out / "learned.md"))
@@ -81,7 +84,7 @@ def main() -> int:
             str(out / "real" / "summary.json"), "--png-dir", str(out / "checks"), "--json",
             str(out / "checks_statistics.json"), "--markdown", str(out / "checks.md"))
     for name in ("features", "pipeline", "compression", "registration", "memory", "smo", "real", "learned_real", "size_curve", "scale",
-                 "prior", "prior_dds", "rig", "learned", "foreign", "checks"):
+                 "prior_compressed", "prior", "prior_dds_compressed", "prior_dds", "rig", "learned", "foreign", "checks"):
         path = out / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())

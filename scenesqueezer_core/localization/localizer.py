@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..types import Camera, Pose
 from .checks import POSE_CHECKS, CheckContext, Occlusion
 from .conf import localizer_conf, stage_conf
 from ..maps.database import LocalizationDatabase, load_database
-from .matching import CandidateMatching
+from .matching import CandidateMatches, CandidateMatching
 from .pose import CandidatePose, PoseEstimate, PoseEstimation
 from .prior import CandidateGeometry, PosePrior
 from .result import FailureCode, LocalizationResult, SearchKind
@@ -38,6 +38,15 @@ class ExtractedImage:
     query: Features  # its local features (keypoints in the pixels of ``camera``)
     camera: Camera  # the intrinsics after any downscaling to max_image_size
     seconds: float  # time the extraction took (image checks and downscaling included)
+
+
+@dataclass
+class CandidateWork:
+    """One query's candidates matched and registered so far, by candidate index (a pose of None: the
+    candidate did not register), so that a second search over the same candidates does not redo them."""
+
+    matches: dict[int, CandidateMatches] = field(default_factory=dict)
+    poses: dict[int, CandidatePose | None] = field(default_factory=dict)
 
 
 class Localizer:
@@ -96,6 +105,8 @@ class Localizer:
         t_start = time.perf_counter() - extracted.seconds
         result = LocalizationResult(success=False, timings=timings)
         query, camera = extracted.query, extracted.camera
+        # what the narrowed search matched and registered, the global search reads instead of redoing
+        work = CandidateWork()
 
         if prior is not None and len(query) >= 4:
             t0 = time.perf_counter()
@@ -104,7 +115,7 @@ class Localizer:
             timings["retrieve"] += time.perf_counter() - t0
             if narrowed is not None:
                 attempt = LocalizationResult(success=False, timings=dict(timings), search=SearchKind.PRIOR)
-                attempt = self._register(query, camera, narrowed, attempt, t_start)
+                attempt = self._register(query, camera, narrowed, attempt, t_start, work)
                 if attempt.success and attempt.cam_from_world is not None and prior.agrees(attempt.cam_from_world):
                     return attempt
                 # keep the narrowed search's cost in the global result's timings and counts
@@ -119,12 +130,13 @@ class Localizer:
             result.candidate_ids = retrieved.candidate_ids
             return _finish(result.fail(FailureCode.TOO_FEW_KEYPOINTS,
                                        f"only {len(query)} keypoints in the image (texture-less or blank)"), t_start)
-        return self._register(query, camera, retrieved, result, t_start)
+        return self._register(query, camera, retrieved, result, t_start, work)
 
     def candidates_near(self, cam_from_world: Pose, prior: PosePrior) -> np.ndarray:
         """(n,) indices of the candidates the prior's narrowed search ranks for a camera predicted
-        at ``cam_from_world``: within ``prior_radius_m``, looking within ``prior_max_view_angle_deg``,
-        each widened by the prior's tolerance."""
+        at ``cam_from_world``: a frame within ``prior_radius_m`` and a quarter of their points within
+        ``prior_max_view_angle_deg`` of the predicted viewing direction, each widened by the prior's
+        tolerance."""
         return self.candidate_geometry.near(cam_from_world, float(self.conf["prior_radius_m"]) + prior.tolerance_m,
                                             float(self.conf["prior_max_view_angle_deg"]) + prior.tolerance_deg)
 
@@ -133,30 +145,34 @@ class Localizer:
         """Where the map's candidates are, for the prior's narrowing (built on its first use)."""
         return CandidateGeometry(self.database)
 
-    def register(self, query, camera: Camera, indices: np.ndarray) -> tuple[list[CandidatePose], int]:
+    def register(self, query, camera: Camera, indices: np.ndarray,
+                 work: CandidateWork | None = None) -> tuple[list[CandidatePose], int]:
         """Match the candidates ``indices`` (k,) lazily, in order, and register each (RANSAC + PnP) until
-        the pose stage's early exit: (the registered candidates, how many were matched). The matching
-        time is ``self.matching.seconds``."""
+        the pose stage's early exit: (the registered candidates, how many were matched; those in
+        ``work``, this query's earlier searches, are reused and not counted). The matching time is
+        ``self.matching.seconds``."""
+        work = CandidateWork() if work is None else work
+        known = set(work.matches)
         matched = 0
 
         def counted(matches):
             nonlocal matched
             for candidate in matches:
-                matched += 1
+                matched += candidate.index not in known
                 yield candidate
 
         registered = self.pose_estimation.register_candidates(
-            query.keypoints, camera, counted(self.matching.matches(query, indices)))
+            query.keypoints, camera, counted(self.matching.matches(query, indices, work.matches)), work.poses)
         return registered, matched
 
     def _register(self, query, camera: Camera, retrieved, result: LocalizationResult,
-                  t_start: float) -> LocalizationResult:
+                  t_start: float, work: CandidateWork) -> LocalizationResult:
         """Match ``retrieved`` candidates, estimate the pose, run the pose checks; time and count into ``result``."""
         timings = result.timings
         result.candidate_ids = retrieved.candidate_ids
         t0 = time.perf_counter()
         match_before = timings["match"]
-        registered, matched = self.register(query, camera, retrieved.indices)
+        registered, matched = self.register(query, camera, retrieved.indices, work)
         result.num_candidates_matched += matched
         timings["match"] = match_before + self.matching.seconds  # matching runs lazily inside the registration loop
         if not registered:

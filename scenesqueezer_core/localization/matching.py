@@ -64,20 +64,30 @@ class CandidateMatching:
             return self._cache[index][1]
         return self.database.candidate_point_ids(index)
 
-    def matches(self, query: Features, indices: np.ndarray) -> Iterator[CandidateMatches]:
-        """Correspondences with each candidate of ``indices`` (k,), in that order, computed a chunk at a time."""
+    def matches(self, query: Features, indices: np.ndarray,
+                done: dict[int, CandidateMatches] | None = None) -> Iterator[CandidateMatches]:
+        """Correspondences with each candidate of ``indices`` (k,), in that order, computed a chunk at a time.
+
+        ``done``: this query's candidates matched before (the prior's narrowed search, then the
+        global one): read from it instead of matched again, and filled with every new candidate.
+        """
         self.seconds = 0.0
-        start, size = 0, self.first_chunk
-        while start < len(indices):
-            chunk = [int(index) for index in indices[start : start + size]]
-            start, size = start + len(chunk), 2 * size
-            t0 = time.perf_counter()
-            prepared = [self.candidate(index) for index in chunk]
-            shared_ids = [point_ids for _, point_ids in prepared] if self.points_share_descriptors else None
-            all_matches = self.matcher.match_many(query, [features for features, _ in prepared], shared_ids)
-            self.seconds += time.perf_counter() - t0
-            for index, (_, point_ids), matches in zip(chunk, prepared, all_matches):
-                q_idx = matches.indices[:, 0]
-                p_idx = point_ids[matches.indices[:, 1]]
-                valid = p_idx >= 0
-                yield CandidateMatches(index, q_idx[valid], p_idx[valid])
+        done = {} if done is None else done
+        order = [int(index) for index in indices]
+        position, size = 0, self.first_chunk
+        while position < len(order):
+            if order[position] not in done:
+                chunk = [index for index in order[position:] if index not in done][:size]
+                size *= 2
+                t0 = time.perf_counter()
+                prepared = [self.candidate(index) for index in chunk]
+                shared_ids = [point_ids for _, point_ids in prepared] if self.points_share_descriptors else None
+                all_matches = self.matcher.match_many(query, [features for features, _ in prepared], shared_ids)
+                self.seconds += time.perf_counter() - t0
+                for index, (_, point_ids), matches in zip(chunk, prepared, all_matches):
+                    q_idx = matches.indices[:, 0]
+                    p_idx = point_ids[matches.indices[:, 1]]
+                    valid = p_idx >= 0
+                    done[index] = CandidateMatches(index, q_idx[valid], p_idx[valid])
+            yield done[order[position]]
+            position += 1

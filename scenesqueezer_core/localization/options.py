@@ -88,8 +88,8 @@ STAGE_OPTIONS: tuple[Option, ...] = (
     Option("prior_radius_m", 5.0, "Odometry prior: the narrowed search takes the map candidates with a "
            "frame within this distance of the predicted camera centre (plus the allowed drift) ...",
            "prior", value_range=(0.1, 10000.0)),
-    Option("prior_max_view_angle_deg", 60.0, "... whose viewing direction is within this angle of the "
-           "predicted one.", "prior", value_range=(1.0, 180.0)),
+    Option("prior_max_view_angle_deg", 60.0, "... and a quarter of whose map points lie within this "
+           "angle of the predicted viewing direction.", "prior", value_range=(1.0, 180.0)),
     Option("prior_top_k", 5, "Candidates matched in the prior-narrowed search: the near ones most "
            "similar to the query.", "prior", value_range=(1, 1000)),
     Option("prior_tolerance_m", 1.0, "A pose agrees with the odometry prediction within this distance "

@@ -70,10 +70,11 @@ class PoseEstimation:
     def __init__(self, database: LocalizationDatabase, conf: dict[str, Any], early_exit_inliers: int) -> None:
         self.database, self.conf, self.early_exit_inliers = database, conf, int(early_exit_inliers)
 
-    def register_candidates(self, keypoints: np.ndarray, camera: Camera,
-                            candidates: Iterable[CandidateMatches]) -> list[CandidatePose]:
+    def register_candidates(self, keypoints: np.ndarray, camera: Camera, candidates: Iterable[CandidateMatches],
+                            done: dict[int, CandidatePose | None] | None = None) -> list[CandidatePose]:
         """RANSAC + PnP on each candidate's correspondences, until the candidates that agree with the
-        best-supported one hold ``early_exit_inliers``.
+        best-supported one hold ``early_exit_inliers``. ``done``: this query's candidates registered
+        before (None: no pose), read instead of registered again, and filled with every new one.
 
         Only agreeing inliers count towards the early exit: inliers of candidates that contradict each
         other (aliased clusters that RANSAC fits with 40-90 wrong matches each) are no evidence for
@@ -82,18 +83,29 @@ class PoseEstimation:
         """
         colmap_camera = camera.to_pycolmap()
         registered: list[CandidatePose] = []
+        done = {} if done is None else done
         for cand in candidates:
-            if len(cand.query_indices) < self.conf["min_candidate_inliers"]:
+            if cand.index not in done:
+                done[cand.index] = self.register_one(keypoints, colmap_camera, cand)
+            candidate_pose = done[cand.index]
+            if candidate_pose is None:
                 continue
-            est = self.pnp(keypoints[cand.query_indices], self.database.points_xyz[cand.point_ids], colmap_camera)
-            if est is None or est["num_inliers"] < self.conf["min_candidate_inliers"]:
-                continue
-            mask = np.asarray(est["inlier_mask"], dtype=bool)
-            pairs = np.stack([cand.query_indices[mask], cand.point_ids[mask]], axis=1)
-            registered.append(CandidatePose(cand.index, Pose.from_rigid3d(est["cam_from_world"]), pairs))
+            registered.append(candidate_pose)
             if self.early_exit_inliers and self.agreeing_inliers(registered, keypoints, camera) >= self.early_exit_inliers:
                 break
         return registered
+
+    def register_one(self, keypoints: np.ndarray, camera: pycolmap.Camera,
+                     cand: CandidateMatches) -> CandidatePose | None:
+        """One candidate's RANSAC + PnP; None with fewer than ``min_candidate_inliers`` matches or inliers."""
+        if len(cand.query_indices) < self.conf["min_candidate_inliers"]:
+            return None
+        est = self.pnp(keypoints[cand.query_indices], self.database.points_xyz[cand.point_ids], camera)
+        if est is None or est["num_inliers"] < self.conf["min_candidate_inliers"]:
+            return None
+        mask = np.asarray(est["inlier_mask"], dtype=bool)
+        pairs = np.stack([cand.query_indices[mask], cand.point_ids[mask]], axis=1)
+        return CandidatePose(cand.index, Pose.from_rigid3d(est["cam_from_world"]), pairs)
 
     def agreeing_inliers(self, registered: list[CandidatePose], keypoints: np.ndarray, camera: Camera) -> int:
         """Inliers of the candidates that agree with the best-supported one (``registered`` not empty)."""
