@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"| {100 * stats['recall']:.1f} % | {stats['wrong']} | {stats['from_prior']} |")
     finally:
         stop_node(process)
+    shutil.rmtree(work, ignore_errors=True)  # the node's log stays only when the node did not come up
     lines = [f"## Odometry prior through the node over DDS ({map_path.name}, odometry drift noise "
              f"{args.drift_m_per_m} m/m, {args.drift_deg_per_m} deg/m)", "",
              "| split | search | queries | median registration s (in the node) | vs global | median end-to-end s "
