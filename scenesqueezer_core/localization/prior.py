@@ -4,11 +4,12 @@
     tracker.seed(cam_from_world, odom_from_camera)              # an accepted pose or /initialpose
     result = tracker.localize(localizer, image, camera, odom_from_camera)   # each frame
 
-With a prediction, the localizer first searches only the map candidates near it (distance from the
-map's frame centres, and the candidate's points in the predicted viewing cone, ``candidates_near``) and falls back to the global search
-when that gives no pose consistent with the prediction. The tracker refuses a global pose that
-disagrees with the prediction beyond the drift odometry allows (FailureCode.DISAGREES_WITH_PRIOR),
-unless the global search gives a consistent pose twice in a row (a kidnapped robot).
+With a prediction, the localizer first searches only the map candidates near it (a frame centre
+close to the predicted one and the candidate's points in the predicted viewing cone,
+``candidates_near``) and falls back to the global search when that gives no pose consistent with
+the prediction. The tracker refuses a global pose that disagrees with the prediction beyond the
+drift odometry allows (FailureCode.DISAGREES_WITH_PRIOR), unless the global search gives a
+consistent pose twice in a row (a kidnapped robot).
 Everything here is plain core code: the ROS node only feeds odometry from TF and /initialpose.
 """
 
@@ -83,13 +84,13 @@ class CandidateGeometry:
             return np.zeros(0, np.int64)
         distance = np.full(len(self.samples), np.inf)
         np.minimum.at(distance, self.owner, np.linalg.norm(self.centers - predicted.center, axis=1))
-        rays = self.samples - predicted.center  # (C, S, 3)
-        depth = rays @ predicted.R[2]  # (C, S) along the predicted optical axis
-        inside = depth >= np.cos(math.radians(max_angle_deg)) * np.linalg.norm(rays, axis=2)
-        inside &= (depth > 0) & self.sampled
-        share = inside.sum(axis=1) / np.maximum(self.sampled.sum(axis=1), 1)
-        close = (distance <= radius_m) & (share >= self.min_visible_share)
-        return np.flatnonzero(close).astype(np.int64)
+        close = np.flatnonzero(distance <= radius_m)  # (c,) the viewing test only for these
+        rays = self.samples[close] - predicted.center  # (c, S, 3)
+        depth = rays @ predicted.R[2]  # (c, S) along the predicted optical axis
+        inside = depth >= math.cos(math.radians(max_angle_deg)) * np.linalg.norm(rays, axis=2)
+        inside &= (depth > 0) & self.sampled[close]
+        share = inside.sum(axis=1) / np.maximum(self.sampled[close].sum(axis=1), 1)
+        return close[share >= self.min_visible_share].astype(np.int64)
 
 
 class OdometryTracker:
