@@ -59,11 +59,13 @@ DEFAULT_COMPRESS_CONF: dict[str, Any] = {
 }
 # Codes tried, in this order, for a target size when the codes are not given: the first that fits
 # the budget with at least TARGET_SIZE_MIN_RATIO of each cluster's points wins, else the smallest.
-# pq8 first: on bench/bench_size_curve.py's curve at 0.1 % of the uncompressed bytes the QP pq8 map beat
-# the QP DSQ map of the same bytes (3.5-4x the points) on synthetic street seed 0 day (8 vs 5 of 10),
-# castle-P30 (5 vs 2 of 7) and KITTI 06 (24 vs 15 of 25); DSQ does not fit fountain-P11 at 0.1 %. At
-# 0.5 % (synthetic only) pq8 was one query of 10 behind at (0.25 m, 2°); above 0.5 % it is not measured.
-TARGET_SIZE_CODES = ("pq8", "pq16", "pq32", "dsq")
+# pq16 first, from bench/bench_size_curve.py's curve at equal bytes (QP; three held-out synthetic seeds,
+# 20 day + 20 night queries each, within (0.25 m, 2 deg)): pq16 / pq8 / dsq by day 45 / 40 / 21 of 60
+# at 0.1 % of the uncompressed bytes, 58 / 57 / 51 at 0.5 %, 58 / 58 / 57 at 1 %; at night 0 / 0 / 0,
+# 12 / 2 / 5 and 15 / 4 / 10 (pq8's finer points do not make up for its coarser codes at night). On the
+# real sets (one run): castle-P30 at 0.2 % 7 / 5 / 5 of 7, at 0.1 % 5 / 5 / 2; KITTI 06 at 0.1 %
+# 23 / 24 / 15 of 25. pq8 remains for budgets where pq16 does not fit.
+TARGET_SIZE_CODES = ("pq16", "pq8", "pq32", "dsq")
 TARGET_SIZE_MIN_RATIO = 0.0
 # Compressions tried per code size while searching the ratio for a target size.
 TARGET_SIZE_SEARCH_STEPS = 6
