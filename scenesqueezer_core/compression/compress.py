@@ -59,13 +59,13 @@ DEFAULT_COMPRESS_CONF: dict[str, Any] = {
 }
 # Codes tried, in this order, for a target size when the codes are not given: the first that fits
 # the budget with at least TARGET_SIZE_MIN_RATIO of each cluster's points wins, else the smallest.
-# pq16 first, from bench/bench_size_curve.py's curve at equal bytes (QP; three held-out synthetic seeds,
-# 20 day + 20 night queries each, within (0.25 m, 2 deg)): pq16 / pq8 / dsq by day 45 / 40 / 21 of 60
-# at 0.1 % of the uncompressed bytes, 58 / 57 / 51 at 0.5 %, 58 / 58 / 57 at 1 %; at night 0 / 0 / 0,
-# 12 / 2 / 5 and 15 / 4 / 10 (pq8's finer points do not make up for its coarser codes at night). On the
-# real sets (one run): castle-P30 at 0.2 % 7 / 5 / 5 of 7, at 0.1 % 5 / 5 / 2; KITTI 06 at 0.1 %
-# 23 / 24 / 15 of 25. pq8 remains for budgets where pq16 does not fit.
-TARGET_SIZE_CODES = ("pq16", "pq8", "pq32", "dsq")
+# pq8 first, from bench/bench_size_curve.py's curves at equal bytes (QP, within (0.25 m, 2 deg)). The
+# real sets decide: pq8 / pq16 on 7-Scenes (125 queries) 114 / 110 at 0.1 % of the uncompressed bytes,
+# 113 / 107 at 0.2 %, 112 / 107 at 0.5 %, 109 / 101 at 1 %; KITTI 06 (25) 24 / 23 and 25 / 24 at 0.1 and
+# 0.2 %, level above; castle-P30 (7) 5 / 7 at 0.2 %, level elsewhere; fountain-P11 level. On three
+# held-out synthetic seeds pq16 was ahead instead (day 40 / 45 of 60 at 0.1 %; night 2 / 12 at 0.5 %),
+# which no real set confirmed. dsq lost to both at every budget measured.
+TARGET_SIZE_CODES = ("pq8", "pq16", "pq32", "dsq")
 TARGET_SIZE_MIN_RATIO = 0.0
 # Compressions tried per code size while searching the ratio for a target size.
 TARGET_SIZE_SEARCH_STEPS = 6
