@@ -10,14 +10,14 @@ about its own import size on top). Peaks include the matching stage's transient 
 matrices (up to the query's keypoints times the retrieved candidates' points in float32).
 
 What the map itself takes (with --dataset), against the file size (issue 18 asks for at most 1.5
-times the file): the anonymous resident memory (RssAnon) after localizing the queries, minus that
-of a fresh process that loads the same feature, global and descriptor-code models and extracts the
-same images without a map (the models' fixed RAM), plus the resident pages of the map file's own
-memory mapping. Both processes hand freed heap pages back (malloc_trim) before reading, so
-allocator retention of the matching stage's transients does not count as the map's. Other
-file-backed pages are the libraries' code, which the localizer pages in for stages the models-only
-process does not run (pose checks, SciPy): the table shows the VmRSS difference too, which counts
-them as the map's.
+times the file, on top of the models' fixed RAM): in the process that localized the queries, the
+anonymous resident memory (RssAnon) plus the resident pages of the map file's own memory mapping,
+minus the RssAnon left once the localizer and the map are released (the feature, global and
+descriptor-code models are cached per process and stay: that remainder is the models' and the
+program's fixed RAM, shown as "RSS without the map"). The freed heap pages are handed back
+(malloc_trim) before each reading, so allocator retention of the matching stage's transients does
+not count as the map's; the run checks that the map object was really freed. The VmRSS difference
+column counts every page (also the library code the localizer paged in) the same way.
 """
 
 from __future__ import annotations
@@ -98,38 +98,16 @@ if {queries} > 0:
         ok += loc.localize(read_image(f.image_path), f.camera).success
     out["localized"] = ok
     out["resident_after_localizing_mb"] = resident_mb({map!r})
+    import gc, weakref
+    released = weakref.ref(db)
+    del loc, db
+    gc.collect()
+    if released() is not None:
+        raise SystemExit("the map is still referenced after releasing the localizer: the measurement would be wrong")
+    out["resident_without_map_mb"] = resident_mb()
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
-
-# The models' fixed RAM: the same models and images, no map.
-MODELS_CHILD = TRIM + r"""
-import json, sys
-sys.path.insert(0, {repo!r})
-import torch  # noqa: F401
-from scenesqueezer_core.dataset import load_dataset, read_image
-from scenesqueezer_core.features import extractor_name, load_feature_setup
-from scenesqueezer_core.localization.localizer import prepare_image
-from scenesqueezer_core.maps.global_model import load_global_model
-from scenesqueezer_core.maps.descriptor_codes import load_descriptor_codec
-import scenesqueezer_core.localization  # noqa: F401  (the program's own code is fixed RAM, not the map's)
-import numpy as np
-import pycolmap
-extractor, matcher = load_feature_setup({setup!r}, device="cpu")
-vlad, _ = load_global_model(extractor_name({setup!r}))
-codec = load_descriptor_codec(extractor_name({setup!r}), {codes!r}) if {codes!r} else None  # compressed maps only
-for f in load_dataset({dataset!r}).split({split!r})[:{queries}]:
-    image, camera = prepare_image(read_image(f.image_path), f.camera, 1600)
-    query = extractor.extract(image)
-    vlad.describe(query.descriptors)
-    matcher.match(query, query)
-    # the libraries the pose stage runs (their code pages count in RSS): one PnP on points in front of f's camera
-    in_camera = np.random.default_rng(0).uniform([-2, -2, 4], [2, 2, 8], (100, 3))
-    world = f.cam_from_world.inverse().transform(in_camera)
-    pycolmap.estimate_and_refine_absolute_pose(camera.project(in_camera).astype(np.float64), world, camera.to_pycolmap())
-print(json.dumps(resident_mb()))
-"""
-
 
 def run_code(code: str) -> dict:
     env = {**os.environ, "GLOG_minloglevel": "2"}
@@ -142,17 +120,6 @@ def run_child(map_path: str, dataset: str | None, split: str, queries: int) -> d
                                  queries=queries if dataset else 0))
 
 
-def models_resident_mb(map_path: str, dataset: str, split: str, queries: int) -> dict:
-    from scenesqueezer_core.maps.mapfile import read_map_file
-
-    container = read_map_file(map_path, verify=False)
-    meta = container.meta
-    codes = (str(((meta.get("info") or {}).get("models") or {}).get("descriptor_codes", "dsq"))
-             if container.kind == "compressed_map" else "")
-    return run_code(MODELS_CHILD.format(repo=str(REPO), setup=str(meta["feature_setup"]), codes=codes,
-                                        dataset=str(dataset), split=split, queries=queries))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--map", action="append", required=True)
@@ -162,7 +129,7 @@ def main() -> int:
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args()
     rows = ["| map | file MB | load s (median of 3, fresh process) | RSS after load MB | peak RSS while localizing MB "
-            "| models alone MB | map's RAM: anonymous + its file's pages, MB (x file) | VmRSS difference MB (x file) "
+            "| RSS without the map MB | map's RAM: anonymous + its file's pages, MB (x file) | VmRSS difference MB (x file) "
             "| localized |",
             "|---|---|---|---|---|---|---|---|---|"]
     nan = {"vm_rss": float("nan"), "rss_anon": float("nan"), "mapped_file": float("nan")}
@@ -170,8 +137,8 @@ def main() -> int:
         file_mb = Path(map_path).stat().st_size / 1e6
         loads = [run_child(map_path, None, args.split, 0) for _ in range(3)]
         full = run_child(map_path, args.dataset, args.split, args.queries) if args.dataset else {}
-        models = models_resident_mb(map_path, args.dataset, args.split, args.queries) if args.dataset else nan
         after = full.get("resident_after_localizing_mb", nan)
+        models = full.get("resident_without_map_mb", nan)
         map_ram = after["rss_anon"] - models["rss_anon"] + after["mapped_file"]
         vm_difference = after["vm_rss"] - models["vm_rss"]
         rows.append(f"| {Path(map_path).name} | {file_mb:.2f} "

@@ -11,6 +11,7 @@ from scenesqueezer_core.errors import ConfigError, MapFileError
 from scenesqueezer_core.maps.compressed_map import ARRAY_NAMES, OPTIONAL_ARRAY_NAMES, CompressedMap
 from scenesqueezer_core.maps.mapfile import read_map_file, write_map_file
 from scenesqueezer_core.maps.scene_map import SceneMap
+from scenesqueezer_core.maps.packed_geometry import PackedPoints
 from scipy.spatial import cKDTree
 
 
@@ -43,6 +44,10 @@ def test_compressed_file_content(compressed, small_street_map):
     assert np.allclose(np.linalg.norm(cmap.point_descriptors(np.arange(len(cmap.points_xyz))), axis=1), 1.0, atol=1e-3)
     assert not any(isinstance(v, np.ndarray) and v.dtype == np.float32 and v.shape[0] == len(cmap.points_xyz)
                    and v.ndim == 2 and v.shape[1] == 64 for v in vars(cmap).values())
+    # nor are the coordinates: they stay in the file's 16-bit form, decoded for the rows asked for
+    assert isinstance(cmap.points_xyz, PackedPoints) and cmap.points_xyz.fixed.dtype == np.uint16
+    assert not any(isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.shape == (len(cmap.points_xyz), 3)
+                   for v in vars(cmap).values())
 
 
 def test_localizer_keeps_no_decoded_copy_of_a_compressed_map(compressed):

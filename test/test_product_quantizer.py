@@ -15,6 +15,7 @@ from scenesqueezer_core.maps.descriptor_codes import load_descriptor_codec
 from scenesqueezer_core.maps.packed_geometry import (
     XYZ_BLOCK_POINTS,
     XYZ_MAX_LEVEL,
+    PackedPoints,
     dequantize_points,
     max_quantization_error,
     quantize_points,
@@ -90,6 +91,30 @@ def test_fixed_point_coordinates_stay_within_the_stated_bound(points, order):
         magnitude[block] = np.abs(inside).max(axis=0)
     slack = 4 * np.spacing(magnitude[block_of].astype(np.float32)).astype(np.float64)
     assert np.all(bound <= 0.5 * extent[block_of] / XYZ_MAX_LEVEL * (1 + 1e-5) + slack + 1e-30)
+
+
+@settings(max_examples=40, deadline=None)
+@given(points=arrays(np.float64, st.tuples(st.integers(1, 700), st.just(3)),
+                     elements=st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False)),
+       data=st.data())
+def test_packed_points_decode_exactly_the_rows_asked_for(points, data):
+    """A loaded map's coordinates stay packed (PackedPoints); every way the stages index them gives
+    the very values of decoding the whole array."""
+    corner, step, fixed = quantize_points(points)
+    packed, decoded = PackedPoints(corner, step, fixed), dequantize_points(corner, step, fixed)
+    count = len(points)
+    rows = np.asarray(data.draw(st.lists(st.integers(0, count - 1), max_size=50)), dtype=np.int64)
+    mask = np.asarray(data.draw(st.lists(st.booleans(), min_size=count, max_size=count)), dtype=bool)
+    start, stop = sorted(data.draw(st.tuples(st.integers(0, count), st.integers(0, count))))
+    row = data.draw(st.integers(-count, count - 1))
+    assert packed.shape == decoded.shape and len(packed) == count and packed.dtype == decoded.dtype
+    assert np.array_equal(packed[rows], decoded[rows]) and packed[rows].shape == (len(rows), 3)
+    assert np.array_equal(packed[mask], decoded[mask])
+    assert np.array_equal(packed[start:stop], decoded[start:stop])
+    assert np.array_equal(packed[row], decoded[row])
+    assert np.array_equal(np.asarray(packed), decoded) and np.asarray(packed, dtype=np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="rows only"):
+        packed[0, 1]
 
 
 @given(values=arrays(np.int64, st.integers(0, 50), elements=st.integers(0, 2**33)))

@@ -10,13 +10,15 @@ cluster's codes when the localizer asks for it (the localizer keeps no copy of i
 that a codebook lookup decodes (product quantization) are decoded at every request; DSQ codes,
 whose decoder is a network, are decoded once per point into a 16-bit fixed-point store (twice the
 codes; ``maps.decoded_descriptors``), not once per cluster into float32 (4 times the codes per
-cluster holding the point).
+cluster holding the point). Point coordinates of a version-2 file stay in their 16-bit form too
+(``packed_geometry.PackedPoints``) and are decoded for the rows a stage reads.
 
 File layout versions (``mapfile.FORMAT_VERSIONS``): version 1 stored ``points_xyz`` as float32,
 ids as int32/int64 and always colours. Version 2 (written now) stores coordinates as 16-bit fixed
 point in blocks (``maps.packed_geometry``: error at most half a block step, recorded at compression
 as ``info["points_xyz_max_error_m"]``), ids and offsets in the smallest unsigned dtype, and colours
-only when kept (``info["stores_colors"]``). Both load into the same in-memory arrays.
+only when kept (``info["stores_colors"]``). Both load into the same arrays, except the
+coordinates (float32 for version 1, ``PackedPoints`` for version 2).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .mapfile import map_file_bytes, read_map_file, require_arrays, write_map_fi
 from ..retrieval import VladModel
 from ..types import Camera, Pose
 from .global_model import load_global_model
-from .packed_geometry import XYZ_BLOCK_POINTS, dequantize_points, quantize_points, smallest_unsigned
+from .packed_geometry import XYZ_BLOCK_POINTS, PackedPoints, quantize_points, smallest_unsigned
 
 COMPRESSED_MAP_KIND = "compressed_map"
 # The in-memory arrays; version-1 files hold exactly these (points_color always).
@@ -68,7 +70,7 @@ class CompressedMap:
     cluster_global_codes: np.ndarray  # (C, 1024) uint8 quantized global descriptor
     cluster_point_offsets: np.ndarray  # (C + 1,) int64
     cluster_point_ids: np.ndarray  # (S,) int32 kept points of each cluster
-    points_xyz: np.ndarray  # (P, 3) float32
+    points_xyz: np.ndarray | PackedPoints  # (P, 3) float32; loaded from a version-2 file: decoded when indexed
     points_codes: np.ndarray  # (P, B) uint8 quantized descriptors
     points_color: np.ndarray  # (P, 3) uint8 (NO_COLOR_GREY everywhere when the file stores none)
     # camera centres of every frame of each cluster: where a true query can stand (near-frame check)
@@ -228,7 +230,7 @@ class CompressedMap:
             info = dict(meta.get("info", {}))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MapFileError(f"compressed map {path}: manifest lacks or garbles {exc}; recompress the map") from exc
-        arrays = dict(container.arrays)
+        arrays: dict[str, Any] = dict(container.arrays)
         if container.version == 1:
             require_arrays(container, ARRAY_NAMES)
         else:
@@ -317,7 +319,10 @@ class CompressedMap:
             elif len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= p):
                 problems.append("a cluster names a point that does not exist")
         if not problems:
-            for name in ("cluster_rotations", "cluster_translations", "points_xyz"):
+            # packed coordinates are finite when their corners and steps are (checked in _unpack_points)
+            finite_names = ["cluster_rotations", "cluster_translations"]
+            finite_names += [] if isinstance(self.points_xyz, PackedPoints) else ["points_xyz"]
+            for name in finite_names:
                 if not np.all(np.isfinite(getattr(self, name))):
                     problems.append(f"{name} holds values that are not finite")
         if self.cluster_frame_offsets is not None and self.cluster_frame_centers is not None:
@@ -335,8 +340,10 @@ class CompressedMap:
             raise MapFileError(f"compressed map {self.path} is inconsistent: {'; '.join(problems)}; recompress it")
 
 
-def _unpack_points(path, corner: np.ndarray, step: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """(P, 3) float32 coordinates of a version-2 file, after checking the packed arrays fit together."""
+def _unpack_points(path, corner: np.ndarray, step: np.ndarray, fixed: np.ndarray) -> PackedPoints:
+    """The (P, 3) float32 coordinates of a version-2 file, decoded when indexed (kept in their 16-bit
+    form: a decoded copy would double the file's bytes per point), after checking the packed arrays
+    fit together."""
     blocks = -(-len(fixed) // XYZ_BLOCK_POINTS) if fixed.ndim == 2 else -1
     ok = (fixed.ndim == 2 and fixed.shape[1] == 3 and fixed.dtype == np.uint16
           and all(a.ndim == 2 and a.shape == (blocks, 3) and a.dtype == np.float32 for a in (corner, step))
@@ -344,5 +351,5 @@ def _unpack_points(path, corner: np.ndarray, step: np.ndarray, fixed: np.ndarray
     if not ok:
         raise MapFileError(f"compressed map {path} is inconsistent: the packed point coordinates "
                            f"({', '.join(PACKED_XYZ_ARRAY_NAMES)}) do not fit together; recompress it")
-    return dequantize_points(corner, step, fixed)
+    return PackedPoints(corner, step, fixed)
 

@@ -21,6 +21,7 @@ from ..retrieval import VladModel
 from ..types import Camera, Pose
 from .compressed_map import CompressedMap
 from .mapfile import read_map_file
+from .packed_geometry import PackedPoints
 from .scene_map import SceneMap
 
 
@@ -30,10 +31,14 @@ class LocalizationDatabase(Protocol):
     feature_setup: str
     vlad: VladModel
     global_descriptors: np.ndarray  # (C, G) float32
-    points_xyz: np.ndarray  # (P, 3) float64
     points_color: np.ndarray  # (P, 3) uint8
 
     # read-only: CompressedMap computes these (properties), SceneMapDatabase stores them
+    @property
+    def points_xyz(self) -> np.ndarray | PackedPoints:
+        """(P, 3) float32 / float64 point coordinates: index the rows a stage needs (a compressed
+        map decodes them then), ``np.asarray`` for all."""
+
     @property
     def points_multiview(self) -> np.ndarray:
         """(P,) bool: seen by >= 3 map frames (trusted occluders)."""

@@ -83,3 +83,46 @@ def smallest_unsigned(values: np.ndarray) -> np.ndarray:
         raise ValueError("ids must be non-negative to pack them unsigned")
     top = int(values.max()) if values.size else 0
     return values.astype(np.min_scalar_type(top) if top > 0 else np.uint8)
+
+
+class PackedPoints:
+    """(P, 3) float32 coordinates that stay in their 16-bit file form and are decoded when indexed.
+
+    A compressed map's stages read the coordinates of a few thousand points per query (a
+    candidate's points, the inliers, the occluders), never all of them, so decoding the rows asked
+    for costs next to nothing, while a decoded (P, 3) float32 copy would take twice the file's
+    6 bytes per point (the memory-mapped ``fixed`` array is the file itself). Indexing gives
+    exactly ``dequantize_points(corner, step, fixed)[index]``; ``np.asarray`` decodes every point
+    (the node does, once, to publish the map's point cloud).
+
+    Hand-written because numpy has no lazily decoded array type; it supports what the localizer
+    and the tests do with coordinates (integer, boolean and slice row indexing, ``len``, ``shape``,
+    numpy conversion), not general array arithmetic.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, corner: np.ndarray, step: np.ndarray, fixed: np.ndarray) -> None:
+        self.corner, self.step, self.fixed = corner, step, fixed  # (B, 3), (B, 3) float32, (P, 3) uint16
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.fixed), 3)
+
+    def __len__(self) -> int:
+        return len(self.fixed)
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Rows ``index`` (an integer array, a boolean mask, a slice or an int) as float32 (n, 3) / (3,)."""
+        if isinstance(index, tuple):
+            raise TypeError("PackedPoints indexes rows only; index the decoded rows for columns")
+        rows = np.arange(len(self.fixed))[index]
+        block_of = rows // XYZ_BLOCK_POINTS
+        xyz = (np.asarray(self.corner[block_of], np.float64)
+               + np.asarray(self.fixed[rows], np.float64) * np.asarray(self.step[block_of], np.float64))
+        return xyz.astype(np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        xyz = dequantize_points(self.corner, self.step, self.fixed)
+        return xyz if dtype is None else xyz.astype(dtype)
