@@ -113,6 +113,9 @@ def test_packed_points_decode_exactly_the_rows_asked_for(points, data):
     assert np.array_equal(packed[start:stop], decoded[start:stop])
     assert np.array_equal(packed[row], decoded[row])
     assert np.array_equal(np.asarray(packed), decoded) and np.asarray(packed, dtype=np.float64).dtype == np.float64
+    assert np.array_equal(packed[-rows - 1], decoded[-rows - 1])  # negative ids count from the end, as numpy's
+    with pytest.raises(IndexError):
+        packed[np.array([count])]
     with pytest.raises(TypeError, match="rows only"):
         packed[0, 1]
 

@@ -117,7 +117,14 @@ class PackedPoints:
         """Rows ``index`` (an integer array, a boolean mask, a slice or an int) as float32 (n, 3) / (3,)."""
         if isinstance(index, tuple):
             raise TypeError("PackedPoints indexes rows only; index the decoded rows for columns")
-        rows = np.arange(len(self.fixed))[index]
+        index = np.asarray(index) if isinstance(index, (list, np.ndarray)) else index
+        if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
+            rows = index  # the stages' case: no (P,) range to build
+            if rows.size and (int(rows.max()) >= len(self.fixed) or int(rows.min()) < -len(self.fixed)):
+                raise IndexError(f"point index out of range for {len(self.fixed)} points")
+            rows = np.where(rows < 0, rows + len(self.fixed), rows)
+        else:
+            rows = np.arange(len(self.fixed))[index]
         block_of = rows // XYZ_BLOCK_POINTS
         xyz = (np.asarray(self.corner[block_of], np.float64)
                + np.asarray(self.fixed[rows], np.float64) * np.asarray(self.step[block_of], np.float64))
