@@ -62,9 +62,14 @@ def quantize_points(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def dequantize_points(corner: np.ndarray, step: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """Inverse of quantize_points: (P, 3) float32 coordinates."""
-    block_of = np.arange(len(fixed)) // XYZ_BLOCK_POINTS
-    xyz = (np.asarray(corner, np.float64)[block_of]
-           + np.asarray(fixed, np.float64) * np.asarray(step, np.float64)[block_of])
+    return dequantize_rows(corner, step, fixed, np.arange(len(fixed)))
+
+
+def dequantize_rows(corner: np.ndarray, step: np.ndarray, fixed: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 3) float32 coordinates of the points ``rows`` (n,) non-negative ids (dequantize_points' rows)."""
+    block_of = rows // XYZ_BLOCK_POINTS
+    xyz = (np.asarray(corner[block_of], np.float64)
+           + np.asarray(fixed[rows], np.float64) * np.asarray(step[block_of], np.float64))
     return xyz.astype(np.float32)
 
 
@@ -125,10 +130,7 @@ class PackedPoints:
             rows = np.where(rows < 0, rows + len(self.fixed), rows)
         else:
             rows = np.arange(len(self.fixed))[index]
-        block_of = rows // XYZ_BLOCK_POINTS
-        xyz = (np.asarray(self.corner[block_of], np.float64)
-               + np.asarray(self.fixed[rows], np.float64) * np.asarray(self.step[block_of], np.float64))
-        return xyz.astype(np.float32)
+        return dequantize_rows(self.corner, self.step, self.fixed, rows)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         xyz = dequantize_points(self.corner, self.step, self.fixed)
